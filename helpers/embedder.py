@@ -1,0 +1,103 @@
+"""Task 1: a transformer backbone plus pooling gives one fixed-length vector per sentence."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .backbone import DEFAULT_MODEL, load_backbone
+from .pooling import check_pooling, pool
+from .utils import as_text_list, check_batch_size, inference_state
+
+
+class SentenceTransformer(nn.Module):
+    """Backbone -> token vectors -> pooling -> sentence vector (no layers after pooling).
+
+    Input longer than ``max_seq_length`` tokens (256 for all-MiniLM-L6-v2, the length it was
+    trained with) is truncated, as in sentence-transformers.
+    """
+
+    def __init__(self, model_name: str | Path = DEFAULT_MODEL, pooling: str = "mean",
+                 device: str | torch.device | None = None, *, random_weights: bool = False,
+                 max_seq_length: int | None = None) -> None:
+        super().__init__()
+        self.pooling = check_pooling(pooling)
+        self.model_name = str(model_name)
+        self.backbone, self.tokenizer, default_length = load_backbone(model_name, random_weights)
+        self.max_seq_length = max_seq_length or default_length
+        self.embedding_dim: int = self.backbone.config.hidden_size
+        # DistilBERT, for one, takes no token_type_ids.
+        self._takes_token_type_ids = "token_type_ids" in inspect.signature(self.backbone.forward).parameters
+        if device is not None:
+            self.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Token ids ``(batch, seq)`` -> pooled sentence vectors ``(batch, embedding_dim)``."""
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None and self._takes_token_type_ids else {}
+        tokens = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        return pool(tokens, attention_mask, self.pooling)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Pad a batch to its longest sentence and truncate at ``max_seq_length``."""
+        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
+                                   return_tensors="pt", return_token_type_ids=False))
+
+    def length_sorted_batches(self, texts: list[str], batch_size: int, show_progress_bar: bool = False
+                              ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+        """Yield (positions, input_ids, attention_mask), longest sentences first.
+
+        The whole input is tokenized once; grouping sentences of similar token length keeps padding,
+        and so wasted compute, small. ``positions`` say where each row belongs in the input order.
+        """
+        if not texts:
+            return
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length,
+                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        pad_id = self.tokenizer.pad_token_id or 0
+        starts = range(0, len(order), batch_size)
+        for start in tqdm(starts, desc="Batches", disable=not show_progress_bar):
+            positions = order[start:start + batch_size]
+            longest = len(ids[positions[0]])
+            input_ids = torch.full((len(positions), longest), pad_id, dtype=torch.long)
+            attention_mask = torch.zeros((len(positions), longest), dtype=torch.long)
+            for row, i in enumerate(positions):
+                input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
+                attention_mask[row, :len(ids[i])] = 1
+            yield positions, input_ids, attention_mask
+
+    def encode(self, sentences: str | list[str], batch_size: int = 32, normalize_embeddings: bool = False,
+               convert_to_tensor: bool = False, show_progress_bar: bool | None = None,
+               device: str | torch.device | None = None) -> np.ndarray | torch.Tensor:
+        """Sentences -> float32 vectors ``(n, dim)`` in input order; one str gives ``(dim,)``.
+
+        Runs in eval mode without autograd, on ``device`` if given; the model's own mode and
+        device are restored afterwards. ``show_progress_bar=None`` shows a bar for long inputs.
+        """
+        texts, single = as_text_list(sentences)
+        check_batch_size(batch_size)
+        if show_progress_bar is None:
+            show_progress_bar = len(texts) >= 50 * batch_size
+        embeddings = torch.zeros((len(texts), self.embedding_dim), dtype=torch.float32)
+        with inference_state(self, device) as target:
+            for positions, input_ids, attention_mask in self.length_sorted_batches(texts, batch_size,
+                                                                                   show_progress_bar):
+                vectors = self(input_ids.to(target), attention_mask.to(target))
+                if normalize_embeddings:
+                    vectors = F.normalize(vectors, p=2, dim=1)
+                embeddings[positions] = vectors.float().cpu()
+        if single:
+            embeddings = embeddings[0]
+        return embeddings if convert_to_tensor else embeddings.numpy()
