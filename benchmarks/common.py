@@ -1,0 +1,63 @@
+"""What the benchmark scripts share: arguments, the sentences, the reference model, a fair timer."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from helpers import SentenceTransformer, pick_device, quiet_transformers, set_seed
+from helpers.backbone import bundled_model_path
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "sentences.csv"
+
+
+def parse_args(description: str, **defaults) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--random-weights", action="store_true",
+                        help="build the model from its config (no 87 MB weights needed, same speed)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    parser.add_argument("--n", type=int, default=defaults.get("n", 384), help="number of sentences")
+    parser.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 32))
+    parser.add_argument("--rounds", type=int, default=defaults.get("rounds", 3), help="alternating timed rounds")
+    args = parser.parse_args()
+    args.device = pick_device(args.device)
+    set_seed(0)
+    return args
+
+
+def sentences(n: int) -> list[str]:
+    """``n`` sentences of mixed length from the project's corpus, cycled if needed."""
+    texts = pd.read_csv(CORPUS)["text"].tolist()
+    return [texts[i % len(texts)] for i in range(n)]
+
+
+def reference_model(ours: SentenceTransformer):
+    """sentence-transformers loaded from the same files, with exactly our (possibly random) weights."""
+    import sentence_transformers
+
+    with quiet_transformers():
+        reference = sentence_transformers.SentenceTransformer(str(bundled_model_path()), device=str(ours.device))
+    reference[0].auto_model.load_state_dict(ours.backbone.state_dict())
+    return reference
+
+
+def best_throughputs(runs: dict[str, Callable[[], object]], n_items: int, rounds: int) -> dict[str, float]:
+    """Items/s per contender: one warm-up each, then ``rounds`` alternating runs, best kept."""
+    for run in runs.values():
+        run()
+    best = dict.fromkeys(runs, 0.0)
+    for _ in range(rounds):
+        for name, run in runs.items():
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            run()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            best[name] = max(best[name], n_items / (time.perf_counter() - start))
+    return best

@@ -1,0 +1,34 @@
+"""Encoding throughput of helpers.SentenceTransformer against sentence-transformers, same run.
+
+    python benchmarks/encode.py [--random-weights] [--device cuda] [--n 512] [--batch-size 32]
+The last line is ``ratio <ours / reference>``.
+"""
+
+from __future__ import annotations
+
+import torch
+from common import best_throughputs, parse_args, reference_model, sentences
+
+from helpers import DEFAULT_MODEL, SentenceTransformer
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    texts = sentences(args.n)
+    ours = SentenceTransformer(DEFAULT_MODEL, random_weights=args.random_weights, device=args.device)
+    reference = reference_model(ours)
+    runs = {
+        "helpers": lambda: ours.encode(texts, batch_size=args.batch_size, normalize_embeddings=True),
+        "sentence-transformers": lambda: reference.encode(texts, batch_size=args.batch_size,
+                                                          normalize_embeddings=True),
+    }
+    speed = best_throughputs(runs, len(texts), args.rounds)
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {len(texts)} sentences, "
+          f"batch {args.batch_size}, weights {'random' if args.random_weights else 'pretrained'}")
+    for name, value in speed.items():
+        print(f"{name:>22}: {value:8.1f} sentences/s")
+    print(f"ratio {speed['helpers'] / speed['sentence-transformers']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
