@@ -1,15 +1,25 @@
 """Sentence embeddings and multi-task learning with transformers: the code the notebooks share."""
 
 from .backbone import DEFAULT_MODEL, load_backbone, quiet_transformers, resolve_model_path
+from .data import IGNORE_INDEX, SPLITS, TASKS, SentenceDataset, label_maps, load_corpus, make_loader
 from .embedder import SentenceTransformer
+from .multitask import MultiTaskSentenceTransformer
 from .pooling import POOLING_MODES, pool
 from .utils import pick_device, set_seed
 
 __all__ = [
     "DEFAULT_MODEL",
+    "IGNORE_INDEX",
     "POOLING_MODES",
+    "SPLITS",
+    "TASKS",
+    "MultiTaskSentenceTransformer",
+    "SentenceDataset",
     "SentenceTransformer",
+    "label_maps",
     "load_backbone",
+    "load_corpus",
+    "make_loader",
     "pick_device",
     "pool",
     "quiet_transformers",

@@ -45,3 +45,16 @@ def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
         tokenizer.save_pretrained(folder)
         folders[arch] = folder
     return folders
+
+
+@pytest.fixture(scope="session")
+def corpus():
+    from helpers import load_corpus
+
+    return load_corpus()
+
+
+@pytest.fixture(scope="session")
+def corpus_embeddings(minilm, corpus):
+    """Unit-length MiniLM embeddings of every corpus sentence, in file order."""
+    return minilm.encode(corpus["text"].tolist(), batch_size=64, normalize_embeddings=True)

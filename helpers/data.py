@@ -1,0 +1,109 @@
+"""The labeled corpus: load and validate it, map labels to ids, batch it for training.
+
+A row may leave a task's label empty (partially labeled data); that label becomes ``IGNORE_INDEX``
+so the loss skips it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+TASKS: dict[str, list[str]] = {
+    "topic": ["world", "sports", "business", "sci_tech"],  # the four AG News classes
+    "sentiment": ["negative", "positive"],  # as in SST-2
+}
+SPLITS = ("train", "val", "test")
+IGNORE_INDEX = -100  # CrossEntropyLoss's default ignore_index
+CORPUS_PATH = Path(__file__).resolve().parents[1] / "data" / "sentences.csv"
+
+
+def _problem(path: Path, line: int, column: str, value: object, allowed: str) -> ValueError:
+    return ValueError(f"{path}, line {line}, column {column!r}: {value!r} is not allowed; {allowed}")
+
+
+def load_corpus(path: str | Path = CORPUS_PATH, tasks: Mapping[str, Sequence[str]] = TASKS) -> pd.DataFrame:
+    """Read and validate the corpus CSV (``text``, ``split`` and one column per task).
+
+    Errors name the file, the line, the column and the value, and say what is allowed. Empty task
+    cells are kept as missing labels (``<NA>``).
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 (byte {error.start}: {error.object[error.start:error.start + 4]!r}); "
+                         "save the file with UTF-8 encoding") from None
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    required = ["text", "split", *tasks]
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} lacks column(s) {missing}; found {list(frame.columns)}, required {required}")
+    line_of = {row: row + 2 for row in frame.index}  # line 1 is the header
+    seen: dict[str, int] = {}
+    for row, value in frame["text"].items():
+        if not value.strip():
+            raise _problem(path, line_of[row], "text", value, "every text must contain words")
+        if value in seen:
+            raise _problem(path, line_of[row], "text", value, f"it repeats line {seen[value]}; keep one copy")
+        seen[value] = line_of[row]
+    for column, allowed in [("split", list(SPLITS)), *((task, list(labels)) for task, labels in tasks.items())]:
+        empty_ok = column != "split"
+        bad = ~frame[column].isin(allowed + ([""] if empty_ok else []))
+        if bad.any():
+            row = bad.idxmax()
+            hint = f"allowed: {allowed}" + (" or empty for a missing label" if empty_ok else "")
+            raise _problem(path, line_of[row], column, frame.at[row, column], hint)
+    return frame[required].replace({task: {"": pd.NA} for task in tasks})
+
+
+def label_maps(tasks: Mapping[str, Sequence[str]] = TASKS) -> dict[str, dict[str, int]]:
+    """Label -> id for each task, from the task spec (never from whatever one split happens to hold)."""
+    return {task: {label: i for i, label in enumerate(labels)} for task, labels in tasks.items()}
+
+
+class SentenceDataset(Dataset):
+    """Rows of a validated corpus frame as ``{"text": str, "labels": {task: id or IGNORE_INDEX}}``."""
+
+    def __init__(self, frame: pd.DataFrame, tasks: Mapping[str, Sequence[str]] = TASKS) -> None:
+        maps = label_maps(tasks)
+        unknown = {task: sorted(set(frame[task].dropna()) - set(maps[task])) for task in tasks}
+        if any(unknown.values()):
+            raise ValueError(f"labels outside the task spec: { {t: u for t, u in unknown.items() if u} }; "
+                             f"allowed: {dict(tasks)}")
+        self.texts = frame["text"].tolist()
+        self.labels = {task: [IGNORE_INDEX if pd.isna(label) else maps[task][label] for label in frame[task]]
+                       for task in tasks}
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"text": self.texts[index], "labels": {task: ids[index] for task, ids in self.labels.items()}}
+
+
+class Collator:
+    """Tokenize a batch with dynamic padding (to its longest sentence) and stack labels per task."""
+
+    def __init__(self, tokenize: Callable[[list[str]], dict[str, torch.Tensor]]) -> None:
+        self.tokenize = tokenize
+
+    def __call__(self, items: list[dict]) -> dict:
+        batch = self.tokenize([item["text"] for item in items])
+        batch["labels"] = {task: torch.tensor([item["labels"][task] for item in items])
+                           for task in items[0]["labels"]}
+        return batch
+
+
+def make_loader(frame: pd.DataFrame, tokenize: Callable[[list[str]], dict[str, torch.Tensor]],
+                tasks: Mapping[str, Sequence[str]] = TASKS, batch_size: int = 32, shuffle: bool = False,
+                seed: int = 0) -> DataLoader:
+    """A DataLoader over ``frame``; shuffling uses its own seeded generator so runs repeat exactly."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(SentenceDataset(frame, tasks), batch_size=batch_size, shuffle=shuffle,
+                      collate_fn=Collator(tokenize), generator=generator)

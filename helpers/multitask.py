@@ -1,0 +1,190 @@
+"""Task 2: one shared sentence encoder, one classification head per task (hard parameter sharing)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .backbone import DEFAULT_MODEL
+from .embedder import SentenceTransformer
+from .utils import as_text_list, check_batch_size, inference_state
+
+FORMAT = "helpers.MultiTaskSentenceTransformer"
+FORMAT_VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE, BACKBONE_DIR = "config.json", "model.safetensors", "backbone"
+
+
+def check_tasks(tasks: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """Validate a task spec ``{name: [label, ...]}``; return it as plain dict of lists."""
+    if not isinstance(tasks, Mapping) or not tasks:
+        raise ValueError(f"tasks must be a non-empty mapping of task name -> labels, got {tasks!r}")
+    checked = {}
+    for name, labels in tasks.items():
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"task name {name!r} must be a Python identifier (letters, digits, _), "
+                             "since it names a head and the columns of predict()")
+        if isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) < 2:
+            raise ValueError(f"task {name!r} needs a list of at least 2 labels, got {labels!r}")
+        if not all(isinstance(label, str) and label for label in labels):
+            raise ValueError(f"task {name!r}: every label must be a non-empty str, got {list(labels)}")
+        duplicates = sorted({label for label in labels if list(labels).count(label) > 1})
+        if duplicates:
+            raise ValueError(f"task {name!r} lists label(s) {duplicates} more than once")
+        checked[name] = list(labels)
+    return checked
+
+
+def make_head(in_features: int, n_labels: int, hidden_dim: int | None, dropout: float) -> nn.Module:
+    """A linear classifier, or a one-hidden-layer MLP when ``hidden_dim`` is given."""
+    if hidden_dim is None:
+        return nn.Linear(in_features, n_labels)
+    return nn.Sequential(nn.Linear(in_features, hidden_dim), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(hidden_dim, n_labels))
+
+
+class MultiTaskSentenceTransformer(nn.Module):
+    """Shared encoder (Task 1's SentenceTransformer) -> dropout -> one head per task.
+
+    ``forward`` returns ``{task: logits}``; a loss on any task trains the shared encoder, a loss on
+    one task never touches another task's head.
+    """
+
+    def __init__(self, tasks: Mapping[str, Sequence[str]], model_name: str | Path = DEFAULT_MODEL,
+                 pooling: str = "mean", dropout: float = 0.1, hidden_dim: int | None = None,
+                 device: str | torch.device | None = None, *, random_weights: bool = False) -> None:
+        super().__init__()
+        self.tasks = check_tasks(tasks)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.encoder = SentenceTransformer(model_name, pooling, random_weights=random_weights)
+        self.hidden_dim = hidden_dim
+        self.dropout = nn.Dropout(dropout)
+        self.heads = nn.ModuleDict({task: make_head(self.encoder.embedding_dim, len(labels), hidden_dim, dropout)
+                                    for task, labels in self.tasks.items()})
+        if device is not None:
+            self.to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.encoder.tokenize(texts)
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Pooled sentence vectors from the shared encoder, before dropout and heads."""
+        return self.encoder(input_ids, attention_mask, token_type_ids)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        shared = self.dropout(self.embed(input_ids, attention_mask, token_type_ids))
+        return {task: head(shared) for task, head in self.heads.items()}
+
+    def predict(self, sentences: str | Sequence[str], batch_size: int = 32) -> pd.DataFrame:
+        """One row per sentence, in input order: ``text``, then each task's label and ``<task>_prob``.
+
+        Runs in eval mode without gradients; the model's previous mode is restored.
+        """
+        texts, _ = as_text_list(sentences)
+        check_batch_size(batch_size)
+        probabilities = {task: torch.zeros(len(texts), len(labels)) for task, labels in self.tasks.items()}
+        with inference_state(self) as device:
+            for positions, input_ids, attention_mask in self.encoder.length_sorted_batches(texts, batch_size):
+                logits = self(input_ids.to(device), attention_mask.to(device))
+                for task, values in logits.items():
+                    probabilities[task][positions] = values.float().softmax(dim=-1).cpu()
+        frame = pd.DataFrame({"text": pd.Series(texts, dtype=object)})
+        for task, labels in self.tasks.items():
+            best = probabilities[task].max(dim=-1)
+            frame[task] = pd.Series([labels[i] for i in best.indices.tolist()], dtype=object)
+            frame[f"{task}_prob"] = best.values.numpy()
+        return frame
+
+    def config(self) -> dict:
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "tasks": self.tasks,
+                "pooling": self.encoder.pooling, "dropout": self.dropout.p, "hidden_dim": self.hidden_dim,
+                "backbone": self.encoder.model_name, "max_seq_length": self.encoder.max_seq_length}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``model.safetensors``, ``config.json`` and ``backbone/`` (its config and tokenizer).
+
+        Refuses a non-empty folder that does not already hold a saved model, so nothing else is
+        overwritten. Files are written to a temporary name first, then moved into place.
+        """
+        directory = Path(directory)
+        if directory.is_dir() and any(directory.iterdir()) and not _holds_saved_model(directory):
+            raise FileExistsError(f"{directory} is not empty and does not hold a saved model; "
+                                  "save to a new or empty folder (nothing was written)")
+        backbone_dir = directory / BACKBONE_DIR
+        backbone_dir.mkdir(parents=True, exist_ok=True)
+        self.encoder.backbone.config.save_pretrained(backbone_dir)
+        self.encoder.tokenizer.save_pretrained(backbone_dir)
+        (backbone_dir / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": self.encoder.max_seq_length}))
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
+        _replace(directory / WEIGHTS_FILE, lambda path: save_file(state, path, metadata={"format": FORMAT}))
+        _replace(directory / CONFIG_FILE, lambda path: Path(path).write_text(json.dumps(self.config(), indent=2)))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device | None = None) -> MultiTaskSentenceTransformer:
+        """Rebuild a saved model exactly, offline; never unpickles."""
+        directory = Path(directory)
+        config = _read_config(directory)
+        weights_path = directory / WEIGHTS_FILE
+        if not weights_path.is_file():
+            raise FileNotFoundError(f"{weights_path} is missing; the folder holds no weights to load")
+        try:
+            state = load_file(weights_path)
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ValueError(f"{weights_path} cannot be read as safetensors ({error}); the file is truncated "
+                             "or not a checkpoint: save the model again") from None
+        model = cls(config["tasks"], model_name=directory / BACKBONE_DIR, pooling=config["pooling"],
+                    dropout=config["dropout"], hidden_dim=config["hidden_dim"], random_weights=True)
+        model.encoder.model_name = config["backbone"]
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as error:
+            raise ValueError(f"{weights_path} does not match {directory / CONFIG_FILE}: {error}") from None
+        return model.to(device) if device is not None else model
+
+
+def _holds_saved_model(directory: Path) -> bool:
+    try:
+        return json.loads((directory / CONFIG_FILE).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _read_config(directory: Path) -> dict:
+    path = directory / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; is {directory} a folder written by "
+                                "MultiTaskSentenceTransformer.save()?")
+    try:
+        config = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); the file is damaged") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a {FORMAT} config (its 'format' is "
+                         f"{config.get('format') if isinstance(config, dict) else None!r})")
+    if config.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(f"{path} has format_version {config['format_version']}; this code reads up to "
+                         f"{FORMAT_VERSION}: upgrade helpers")
+    return config
+
+
+def _replace(target: Path, write) -> None:
+    """Write through a temporary file so a crash never leaves a half-written ``target``."""
+    temporary = target.with_name(target.name + ".tmp")
+    write(str(temporary))
+    os.replace(temporary, target)

@@ -1,0 +1,66 @@
+"""The committed corpus: schema, balance, splits, variety, no leakage, hard enough to measure."""
+
+import re
+
+import numpy as np
+
+from helpers import SPLITS, TASKS, SentenceDataset
+from helpers.data import CORPUS_PATH
+from helpers.probe import fit_linear_probe, probe_accuracy
+
+
+def normalized(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def test_schema():
+    assert CORPUS_PATH.read_text(encoding="utf-8").splitlines()[0] == "text,topic,sentiment,split"
+
+
+def test_every_topic_sentiment_cell_has_at_least_200_sentences(corpus):
+    counts = corpus.groupby(["topic", "sentiment"]).size()
+    assert len(counts) == 8 and counts.min() >= 200 and len(corpus) >= 1600
+
+
+def test_splits_are_70_15_15_in_every_cell(corpus):
+    for _, cell in corpus.groupby(["topic", "sentiment"]):
+        shares = cell["split"].value_counts(normalize=True)
+        assert set(shares.index) == set(SPLITS)
+        assert abs(shares["train"] - 0.70) < 0.01 and abs(shares["val"] - 0.15) < 0.01
+        assert abs(shares["test"] - 0.15) < 0.01
+
+
+def test_sentence_lengths_are_5_to_45_words(corpus):
+    words = corpus["text"].str.split().str.len()
+    assert words.min() >= 5 and words.max() <= 45
+
+
+def test_no_text_in_two_splits_even_after_normalising(corpus):
+    keys = corpus["text"].map(normalized)
+    assert not keys.duplicated().any()
+
+
+def test_no_templates_differing_only_by_names_or_numbers(corpus):
+    def skeleton(text: str) -> str:
+        words = text.split()
+        kept = [w for i, w in enumerate(words) if not re.search(r"\d", w) and not (i > 0 and w[:1].isupper())]
+        return normalized(" ".join(kept))
+
+    skeletons = corpus["text"].map(skeleton)
+    assert not skeletons.duplicated().any(), corpus["text"][skeletons.duplicated(keep=False)].tolist()
+
+
+def test_no_near_duplicates(corpus_embeddings):
+    similarity = corpus_embeddings @ corpus_embeddings.T
+    np.fill_diagonal(similarity, 0.0)
+    assert similarity.max() < 0.95
+
+
+def test_a_linear_probe_on_frozen_embeddings_is_good_but_not_perfect(corpus, corpus_embeddings):
+    dataset = SentenceDataset(corpus)
+    train, test = (corpus["split"] == "train").to_numpy(), (corpus["split"] == "test").to_numpy()
+    for task, labels in TASKS.items():
+        y = np.array(dataset.labels[task])
+        probe = fit_linear_probe(corpus_embeddings[train], y[train], len(labels))
+        accuracy = probe_accuracy(probe, corpus_embeddings[test], y[test])
+        assert 1 / len(labels) + 0.2 < accuracy < 1.0, (task, accuracy)

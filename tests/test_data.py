@@ -1,0 +1,87 @@
+"""The loader refuses bad rows with errors that say where and what; labels map from the spec."""
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import IGNORE_INDEX, TASKS, SentenceDataset, label_maps, load_corpus, make_loader
+
+GOOD = "text,topic,sentiment,split\nA fine day for the home team,sports,positive,train\n"
+
+
+def write(tmp_path, text: str, encoding: str = "utf-8"):
+    path = tmp_path / "corpus.csv"
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_good_file_loads(tmp_path):
+    frame = load_corpus(write(tmp_path, GOOD))
+    assert frame.to_dict("records") == [{"text": "A fine day for the home team", "split": "train",
+                                         "topic": "sports", "sentiment": "positive"}]
+
+
+@pytest.mark.parametrize("row, message", [
+    ("Ok text here,sports,happy,train", r"line 3, column 'sentiment': 'happy' is not allowed; allowed: \['negative', "),
+    ("Ok text here,weather,positive,train", r"line 3, column 'topic': 'weather'.*'sci_tech'\]"),
+    ("Ok text here,sports,positive,dev", r"line 3, column 'split': 'dev' is not allowed; allowed: \['train', 'val'"),
+    (",sports,positive,train", r"line 3, column 'text': '' is not allowed; every text must contain words"),
+    ("'   ',sports,positive,train".replace("'", '"'), r"line 3, column 'text': '   '"),
+    ("A fine day for the home team,sports,positive,val", r"line 3, column 'text'.*repeats line 2"),
+])
+def test_bad_rows_name_file_line_column_and_value(tmp_path, row, message):
+    path = write(tmp_path, GOOD + row + "\n")
+    with pytest.raises(ValueError, match=message) as error:
+        load_corpus(path)
+    assert str(path) in str(error.value)
+
+
+def test_missing_column_lists_what_is_required(tmp_path):
+    path = write(tmp_path, "text,topic,split\nSome text,sports,train\n")
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['sentiment'\]; found \['text', 'topic', 'split'\]"):
+        load_corpus(path)
+
+
+def test_non_utf8_file_is_refused(tmp_path):
+    path = write(tmp_path, GOOD + "Café crème,world,positive,train\n", encoding="latin-1")
+    with pytest.raises(ValueError, match=r"is not UTF-8.*save the file with UTF-8"):
+        load_corpus(path)
+
+
+def test_empty_label_is_a_missing_label_and_becomes_ignore_index(tmp_path):
+    frame = load_corpus(write(tmp_path, GOOD + "No topic given here,,negative,train\n"))
+    assert pd.isna(frame.at[1, "topic"])
+    dataset = SentenceDataset(frame)
+    assert dataset[1]["labels"] == {"topic": IGNORE_INDEX, "sentiment": 0}
+
+
+def test_label_maps_come_from_the_spec_not_the_data(tmp_path):
+    frame = load_corpus(write(tmp_path, GOOD))  # only 'sports' and 'positive' occur
+    assert label_maps() == {"topic": {"world": 0, "sports": 1, "business": 2, "sci_tech": 3},
+                            "sentiment": {"negative": 0, "positive": 1}}
+    assert SentenceDataset(frame)[0]["labels"] == {"topic": 1, "sentiment": 1}
+
+
+def test_dataset_refuses_labels_outside_the_spec():
+    frame = pd.DataFrame({"text": ["x y z"], "split": ["train"], "topic": ["weather"], "sentiment": ["positive"]})
+    with pytest.raises(ValueError, match="labels outside the task spec.*weather"):
+        SentenceDataset(frame)
+
+
+def test_collate_pads_to_the_longest_in_the_batch_and_stacks_labels(minilm):
+    frame = pd.DataFrame({"text": ["short one", "a noticeably longer sentence than the first", "mid length one"],
+                          "split": "train", "topic": ["world", pd.NA, "business"],
+                          "sentiment": ["negative", "positive", pd.NA]})
+    batch = next(iter(make_loader(frame, minilm.tokenize, TASKS, batch_size=3)))
+    longest = max(len(minilm.tokenizer(t)["input_ids"]) for t in frame["text"])
+    assert batch["input_ids"].shape == (3, longest) == batch["attention_mask"].shape
+    assert torch.equal(batch["labels"]["topic"], torch.tensor([0, IGNORE_INDEX, 2]))
+    assert torch.equal(batch["labels"]["sentiment"], torch.tensor([0, 1, IGNORE_INDEX]))
+
+
+def test_shuffling_is_seeded(minilm, corpus):
+    frame = corpus.head(64)
+    first = [b["input_ids"][0, :5].tolist() for b in make_loader(frame, minilm.tokenize, shuffle=True, seed=3)]
+    again = [b["input_ids"][0, :5].tolist() for b in make_loader(frame, minilm.tokenize, shuffle=True, seed=3)]
+    other = [b["input_ids"][0, :5].tolist() for b in make_loader(frame, minilm.tokenize, shuffle=True, seed=4)]
+    assert first == again != other
