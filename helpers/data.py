@@ -7,12 +7,12 @@ so the loss skips it.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 TASKS: dict[str, list[str]] = {
     "topic": ["world", "sports", "business", "sci_tech"],  # the four AG News classes
@@ -100,10 +100,40 @@ class Collator:
         return batch
 
 
+class LengthGroupedBatches(Sampler[list[int]]):
+    """Shuffled batches of sentences of similar length, so little compute is spent on padding.
+
+    Each epoch: shuffle all rows, cut them into chunks of ``batch_size * chunk_batches``, sort each chunk
+    by length, cut it into batches, and shuffle the batches. Batches stay random; padding shrinks.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, generator: torch.Generator,
+                 chunk_batches: int = 16) -> None:
+        self.lengths, self.batch_size, self.generator = list(lengths), batch_size, generator
+        self.chunk = batch_size * chunk_batches
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        batches = []
+        for start in range(0, len(order), self.chunk):
+            chunk = sorted(order[start:start + self.chunk], key=lambda i: self.lengths[i])
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        for position in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[position]
+
+
 def make_loader(frame: pd.DataFrame, tokenize: Callable[[list[str]], dict[str, torch.Tensor]],
                 tasks: Mapping[str, Sequence[str]] = TASKS, batch_size: int = 32, shuffle: bool = False,
                 seed: int = 0) -> DataLoader:
-    """A DataLoader over ``frame``; shuffling uses its own seeded generator so runs repeat exactly."""
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(SentenceDataset(frame, tasks), batch_size=batch_size, shuffle=shuffle,
-                      collate_fn=Collator(tokenize), generator=generator)
+    """A DataLoader over ``frame``. With ``shuffle``, batches are random but group sentences of similar
+    length (see LengthGroupedBatches), drawn from a generator seeded with ``seed`` so runs repeat exactly.
+    """
+    dataset = SentenceDataset(frame, tasks)
+    if not shuffle:
+        return DataLoader(dataset, batch_size=batch_size, collate_fn=Collator(tokenize))
+    lengths = [len(text) for text in dataset.texts]  # characters: a cheap, monotone proxy for tokens
+    sampler = LengthGroupedBatches(lengths, batch_size, torch.Generator().manual_seed(seed))
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(tokenize))

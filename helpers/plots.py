@@ -46,3 +46,42 @@ def grouped_bars(table: pd.DataFrame, title: str, ylabel: str, ax: Axes | None =
     if ylim is not None:
         ax.set_ylim(*ylim)
     return ax
+
+
+def architecture_diagram(model, title: str = "Hard parameter sharing: one encoder, one head per task") -> Axes:
+    """Boxes and arrows for a MultiTaskSentenceTransformer, drawn from the model itself."""
+    from matplotlib.patches import FancyBboxPatch
+
+    encoder = model.encoder
+    n_layers = encoder.backbone.config.num_hidden_layers
+    n_encoder = sum(p.numel() for p in encoder.parameters())
+    tasks = list(model.tasks.items())
+    _, ax = plt.subplots(figsize=(11, 1.6 + 1.2 * len(tasks)))
+    ax.set_xlim(0, 11)
+    ax.set_ylim(-0.6 * len(tasks) - 0.4, 0.6 * len(tasks) + 0.6)
+    ax.axis("off")
+
+    def box(x: float, y: float, text: str, colour: str, width: float = 1.7) -> None:
+        ax.add_patch(FancyBboxPatch((x - width / 2, y - 0.38), width, 0.76, boxstyle="round,pad=0.05",
+                                    facecolor=colour, edgecolor="0.3"))
+        ax.text(x, y, text, ha="center", va="center", fontsize=9)
+
+    def arrow(x0: float, y0: float, x1: float, y1: float) -> None:
+        ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "0.3"})
+
+    shared = "#cfe2f3"
+    box(0.9, 0, "sentences", "white", 1.3)
+    box(2.8, 0, "tokenizer\n(word pieces)", shared)
+    box(5.0, 0, f"shared encoder\n{type(encoder.backbone).__name__}, {n_layers} layers\n"
+                f"{n_encoder / 1e6:.1f} M parameters", shared, 2.1)
+    box(7.2, 0, f"{encoder.pooling} pooling\n+ dropout {model.dropout.p:g}", shared)
+    for x0, x1 in [(1.55, 1.95), (3.65, 3.95), (6.05, 6.35)]:
+        arrow(x0, 0, x1, 0)
+    ys = np.linspace(0.6 * (len(tasks) - 1), -0.6 * (len(tasks) - 1), len(tasks)) if len(tasks) > 1 else [0.0]
+    for (task, labels), y in zip(tasks, ys):
+        head = model.heads[task]
+        n_head = sum(p.numel() for p in head.parameters())
+        arrow(8.05, 0, 8.45, y)
+        box(9.7, y, f"{task} head\n{len(labels)} classes\n{n_head:,} parameters", "#fde9c9", 2.2)
+    ax.set_title(title)
+    return ax

@@ -1,0 +1,193 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import IGNORE_INDEX, TASKS, MultiTaskSentenceTransformer, make_loader, pick_device, set_seed
+from helpers import training as training_module
+from helpers.training import (
+    TrainConfig,
+    UncertaintyWeighting,
+    autocast_dtype,
+    combine_losses,
+    evaluate,
+    macro_f1,
+    task_losses,
+    train,
+)
+
+TEXTS = ["the team won the cup final", "markets fell on weak earnings", "a new chip doubles battery life",
+         "leaders signed the peace treaty", "the striker missed every chance", "the bank posted record profit",
+         "the update crashed my phone", "floods displaced thousands of families"]
+TOPICS = ["sports", "business", "sci_tech", "world"] * 2
+SENTIMENTS = ["positive", "negative", "positive", "positive", "negative", "positive", "negative", "negative"]
+FRAME = pd.DataFrame({"text": TEXTS, "split": "train", "topic": TOPICS, "sentiment": SENTIMENTS})
+
+
+@pytest.fixture
+def model(tiny_model_dirs):
+    set_seed(0)
+    return MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"], dropout=0.0)
+
+
+def loaders(model, frame=FRAME, batch_size=4):
+    return (make_loader(frame, model.tokenize, batch_size=batch_size, shuffle=True, seed=1),
+            make_loader(frame, model.tokenize, batch_size=batch_size))
+
+
+def quick_config(**overrides) -> TrainConfig:
+    settings = {"epochs": 2, "lr": 1e-3, "head_lr": 1e-2, "warmup_ratio": 0.0, "device": "cpu", "log_every": 1}
+    return TrainConfig(**{**settings, **overrides})
+
+
+def test_one_step_lowers_the_loss_on_a_tiny_batch(model):
+    batch = next(iter(make_loader(FRAME, model.tokenize, batch_size=8)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def loss_now():
+        return combine_losses(task_losses(model(batch["input_ids"], batch["attention_mask"]), batch["labels"]),
+                              TrainConfig())
+
+    before = loss_now()
+    optimizer.zero_grad()
+    before.backward()
+    optimizer.step()
+    assert loss_now().item() < before.item()
+
+
+def test_a_task_without_labels_adds_nothing_and_is_never_nan():
+    logits = {"topic": torch.randn(3, 4), "sentiment": torch.randn(3, 2)}
+    labels = {"topic": torch.full((3,), IGNORE_INDEX), "sentiment": torch.tensor([0, IGNORE_INDEX, 1])}
+    losses = task_losses(logits, labels)
+    assert list(losses) == ["sentiment"] and torch.isfinite(losses["sentiment"])
+    assert combine_losses(losses, TrainConfig()) == losses["sentiment"]
+    nothing = {"topic": torch.full((3,), IGNORE_INDEX), "sentiment": torch.full((3,), IGNORE_INDEX)}
+    assert combine_losses(task_losses(logits, nothing), TrainConfig()) is None
+
+
+def test_training_on_batches_without_any_label_stays_finite(model):
+    unlabeled = FRAME.assign(topic=pd.NA, sentiment=pd.NA)
+    labeled_half = pd.concat([unlabeled.head(4), FRAME.tail(4)])
+    train_loader = make_loader(labeled_half, model.tokenize, batch_size=4)  # first batch has no label at all
+    history = train(model, train_loader, None, quick_config(epochs=1))
+    assert history["loss"].map(math.isfinite).all()
+
+
+def test_uncertainty_weights_receive_gradients():
+    weighting = UncertaintyWeighting(["topic", "sentiment"])
+    weighting({"topic": torch.tensor(2.0), "sentiment": torch.tensor(0.5)}).backward()
+    grads = {task: p.grad.item() for task, p in weighting.log_vars.items()}
+    assert grads == pytest.approx({"topic": -2.0 + 0.5, "sentiment": -0.5 + 0.5})
+
+
+def test_uncertainty_weighting_trains_its_weights(model):
+    train_loader, val_loader = loaders(model)
+    history = train(model, train_loader, val_loader, quick_config(loss_weighting="uncertainty"))
+    weights = history[(history["split"] == "train") & (history["task"] == "topic")]["weight"]
+    assert weights.iloc[-1] != pytest.approx(1.0) and weights.nunique() > 1
+
+
+def test_static_weighting_needs_a_weight_for_every_task(model):
+    train_loader, _ = loaders(model)
+    with pytest.raises(ValueError, match="needs a weight for each task"):
+        train(model, train_loader, None, quick_config(loss_weighting="static", task_weights={"topic": 1.0}))
+
+
+def test_same_seed_same_history_on_cpu(tiny_model_dirs):
+    histories = []
+    for _ in range(2):
+        set_seed(0)
+        model = MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"], dropout=0.1)
+        histories.append(train(model, *loaders(model), quick_config()))
+    pd.testing.assert_frame_equal(histories[0], histories[1])
+
+
+def test_training_lowers_the_loss_and_logs_both_splits(model):
+    history = train(model, *loaders(model), quick_config(epochs=4))
+    total = history[(history["split"] == "train") & (history["task"] == "total")]["loss"]
+    assert total.iloc[-1] < total.iloc[0]
+    assert set(history["split"]) == {"train", "val"} and set(history["task"]) == {"topic", "sentiment", "total"}
+
+
+def scripted_evaluations(monkeypatch, scores):
+    """Make validation return ``scores`` in turn; record the model state at each call."""
+    states, calls = [], iter(scores)
+
+    def fake_evaluate(model, loader, device=None):
+        states.append({k: v.clone() for k, v in model.state_dict().items()})
+        score = next(calls)
+        return {task: {"loss": 1 - score, "accuracy": score, "macro_f1": score, "confusion": None, "n": 8}
+                for task in model.tasks}
+
+    monkeypatch.setattr(training_module, "evaluate", fake_evaluate)
+    return states
+
+
+def test_early_stopping_and_best_checkpoint_restore_in_memory(model, monkeypatch):
+    states = scripted_evaluations(monkeypatch, [0.5, 0.9, 0.7, 0.6, 0.95])
+    history = train(model, *loaders(model), quick_config(epochs=5, early_stopping_patience=2))
+    assert len(states) == 4  # stopped after two validations without improvement
+    assert history["epoch"].max() == 4
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, states[1][key]), key  # the second validation was the best
+
+
+def test_best_checkpoint_saved_to_disk_and_restored(model, monkeypatch, tmp_path):
+    states = scripted_evaluations(monkeypatch, [0.9, 0.1, 0.2])
+    train(model, *loaders(model), quick_config(epochs=3, checkpoint_dir=tmp_path / "best"))
+    assert (tmp_path / "best" / "model.safetensors").is_file()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, states[0][key]), key
+
+
+def test_a_non_finite_loss_stops_training_and_says_where(model):
+    with torch.no_grad():
+        model.heads["topic"].weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="at epoch 1, step 1"):
+        train(model, loaders(model)[0], None, quick_config())
+
+
+def test_evaluate_counts_only_labelled_rows(model):
+    frame = FRAME.assign(topic=TOPICS[:4] + [pd.NA] * 4)
+    results = evaluate(model, make_loader(frame, model.tokenize, batch_size=3))
+    assert results["topic"]["n"] == 4 and results["sentiment"]["n"] == 8
+    assert results["topic"]["confusion"].sum() == 4
+    assert 0 <= results["topic"]["accuracy"] <= 1 and math.isfinite(results["topic"]["loss"])
+
+
+def test_macro_f1():
+    confusion = np.array([[3, 1], [0, 4]])  # class 0: P=1, R=.75; class 1: P=.8, R=1
+    assert macro_f1(confusion) == pytest.approx(np.mean([2 * 1 * 0.75 / 1.75, 2 * 0.8 / 1.8]))
+    assert macro_f1(np.array([[5, 0], [0, 0]])) == pytest.approx(0.5)
+
+
+def test_precision_selection():
+    assert autocast_dtype(torch.device("cpu"), bf16=True) is None
+
+
+def test_precision_selection_on_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert autocast_dtype(torch.device("cuda"), bf16=True) == torch.bfloat16
+    assert autocast_dtype(torch.device("cuda"), bf16=False) is None
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert autocast_dtype(torch.device("cuda"), bf16=True) is None
+
+
+def test_device_selection(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("cuda") == pick_device(None)
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_bad_config_values():
+    with pytest.raises(ValueError, match=r"loss_weighting must be one of \['sum', 'static', 'uncertainty'\]"):
+        TrainConfig(loss_weighting="mean")
+    with pytest.raises(ValueError, match="metric must be one of"):
+        TrainConfig(metric="auc")
