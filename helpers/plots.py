@@ -38,6 +38,7 @@ def grouped_bars(table: pd.DataFrame, title: str, ylabel: str, ax: Axes | None =
     if ax is None:
         _, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(table)), 3.5))
     table.plot.bar(ax=ax, rot=0, width=0.8)
+    ax.legend(loc="lower right", framealpha=0.9)
     for container in ax.containers:
         ax.bar_label(container, fmt="%.2f", fontsize=8)
     ax.set_title(title)
@@ -85,3 +86,36 @@ def architecture_diagram(model, title: str = "Hard parameter sharing: one encode
         box(9.7, y, f"{task} head\n{len(labels)} classes\n{n_head:,} parameters", "#fde9c9", 2.2)
     ax.set_title(title)
     return ax
+
+
+def loss_curves(history: pd.DataFrame, title: str = "Loss during training") -> np.ndarray:
+    """One panel per task plus the total: training loss (per logging window) and validation loss."""
+    tasks = [task for task in history["task"].unique() if task != "total"] + ["total"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.2), sharex=True)
+    for ax, task in zip(axes, tasks):
+        for split, style in [("train", "-"), ("val", "o-")]:
+            rows = history[(history["split"] == split) & (history["task"] == task)]
+            ax.plot(rows["step"], rows["loss"], style, label=split, markersize=4)
+        ax.set_title(task)
+        ax.set_xlabel("step")
+        ax.set_ylabel("cross-entropy" if task != "total" else "weighted sum")
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return axes
+
+
+def metric_curves(history: pd.DataFrame, title: str = "Validation metrics during training") -> np.ndarray:
+    """Validation accuracy and macro-F1 per task against the training step."""
+    val = history[(history["split"] == "val") & (history["task"] != "total")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
+    for ax, metric in zip(axes, ["accuracy", "macro_f1"]):
+        for task, rows in val.groupby("task", sort=False):
+            ax.plot(rows["step"], rows[metric], "o-", label=task, markersize=4)
+        ax.set_title(metric.replace("_", "-"))
+        ax.set_xlabel("step")
+        ax.set_ylabel(metric.replace("_", "-"))
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return axes

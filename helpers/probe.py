@@ -15,8 +15,8 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, n_classes: int, w
                      max_iter: int = 200, seed: int = 0) -> nn.Linear:
     """Fit ``nn.Linear`` with L2-regularised cross-entropy by full-batch L-BFGS (deterministic)."""
     torch.manual_seed(seed)
-    x = torch.as_tensor(features, dtype=torch.float32)
-    y = torch.as_tensor(labels, dtype=torch.long)
+    x = torch.tensor(np.asarray(features), dtype=torch.float32)  # a copy: the inputs may be read-only views
+    y = torch.tensor(np.asarray(labels), dtype=torch.long)
     probe = nn.Linear(x.shape[1], n_classes)
     optimizer = torch.optim.LBFGS(probe.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
 
@@ -32,5 +32,5 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, n_classes: int, w
 
 def probe_accuracy(probe: nn.Linear, features: np.ndarray, labels: np.ndarray) -> float:
     with torch.no_grad():
-        predicted = probe(torch.as_tensor(features, dtype=torch.float32)).argmax(dim=1).numpy()
+        predicted = probe(torch.tensor(np.asarray(features), dtype=torch.float32)).argmax(dim=1).numpy()
     return float((predicted == np.asarray(labels)).mean())

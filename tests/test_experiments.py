@@ -1,0 +1,77 @@
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import TASKS, MultiTaskSentenceTransformer, set_seed
+from helpers.experiments import fit_heads_on_cached_embeddings, measure, run_variant, split_loaders
+from helpers.freezing import freeze
+from helpers.probe import fit_linear_probe, probe_accuracy
+from helpers.training import TrainConfig
+
+matplotlib.use("Agg")
+
+ROWS = [("the team won the final", "sports", "positive"), ("the striker missed a penalty", "sports", "negative"),
+        ("profits rose sharply this year", "business", "positive"), ("the bank cut hundreds of jobs", "business",
+                                                                      "negative"),
+        ("the probe landed safely on the moon", "sci_tech", "positive"), ("the update broke my laptop", "sci_tech",
+                                                                          "negative"),
+        ("the treaty brought lasting peace", "world", "positive"), ("floods destroyed the old town", "world",
+                                                                    "negative")]
+CORPUS = pd.DataFrame([{"text": f"{text} {suffix}", "topic": topic, "sentiment": sentiment, "split": split}
+                       for split, suffix in [("train", "today"), ("train", "again"), ("val", "indeed"),
+                                             ("test", "they say")] for text, topic, sentiment in ROWS])
+
+
+@pytest.fixture
+def model(tiny_model_dirs):
+    set_seed(0)
+    return MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"])
+
+
+def test_measure_reports_time_and_memory_growth():
+    with measure() as cost:
+        block = torch.ones(64, 2**20)  # 256 MB, touched
+        block += 1
+    assert cost["seconds"] > 0 and cost["peak MB"] > 200
+    del block
+
+
+def test_split_loaders_cover_each_split(model):
+    loaders = split_loaders(CORPUS, model, batch_size=4)
+    assert {name: sum(len(b["input_ids"]) for b in loader) for name, loader in loaders.items()} == {
+        "train": 16, "val": 8, "test": 8}
+
+
+def test_run_variant_trains_and_reports_a_row(model):
+    freeze(model, "bottom:1")
+    history, row = run_variant(model, CORPUS, TrainConfig(epochs=1, device="cpu"), batch_size=4)
+    assert set(history["split"]) == {"train", "val"}
+    assert {"topic accuracy", "sentiment macro-F1", "seconds", "peak MB", "grad + AdamW MB"} <= set(row)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert row["trained parameters"] == trainable and row["grad + AdamW MB"] == 12 * trainable / 2**20
+
+
+def test_heads_on_cached_embeddings_change_only_the_heads(model):
+    freeze(model, "backbone")
+    encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    heads_before = {k: v.clone() for k, v in model.heads.state_dict().items()}
+    fit_heads_on_cached_embeddings(model, CORPUS)
+    assert all(torch.equal(v, encoder_before[k]) for k, v in model.encoder.state_dict().items())
+    assert all(not torch.equal(v, heads_before[k]) for k, v in model.heads.state_dict().items())
+
+
+def test_heads_on_cached_embeddings_need_linear_heads(tiny_model_dirs):
+    model = MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"], hidden_dim=8)
+    with pytest.raises(ValueError, match="not linear"):
+        fit_heads_on_cached_embeddings(model, CORPUS)
+
+
+def test_linear_probe_separates_separable_data():
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(-2, 1, (50, 3)), rng.normal(2, 1, (50, 3))])
+    labels = np.array([0] * 50 + [1] * 50)
+    probe = fit_linear_probe(features, labels, 2)
+    assert probe_accuracy(probe, features, labels) > 0.95
+    assert probe_accuracy(probe, features, 1 - labels) < 0.05
