@@ -15,7 +15,7 @@ from torch import nn
 
 from .backbone import DEFAULT_MODEL
 from .embedder import SentenceTransformer
-from .utils import as_text_list, check_batch_size, inference_state
+from .utils import as_text_list, autocast_dtype, check_batch_size, inference_state, to_device
 
 FORMAT = "helpers.MultiTaskSentenceTransformer"
 FORMAT_VERSION = 1
@@ -89,17 +89,20 @@ class MultiTaskSentenceTransformer(nn.Module):
         shared = self.dropout(self.embed(input_ids, attention_mask, token_type_ids))
         return {task: head(shared) for task, head in self.heads.items()}
 
-    def predict(self, sentences: str | Sequence[str], batch_size: int = 32) -> pd.DataFrame:
+    def predict(self, sentences: str | Sequence[str], batch_size: int = 32, bf16: bool = True) -> pd.DataFrame:
         """One row per sentence, in input order: ``text``, then each task's label and ``<task>_prob``.
 
-        Runs in eval mode without gradients; the model's previous mode is restored.
+        Runs in eval mode without gradients; the model's previous mode is restored. Uses bf16 autocast
+        on CUDA devices that support it, unless ``bf16=False``.
         """
         texts, _ = as_text_list(sentences)
         check_batch_size(batch_size)
         probabilities = {task: torch.zeros(len(texts), len(labels)) for task, labels in self.tasks.items()}
         with inference_state(self) as device:
+            precision = autocast_dtype(device, bf16)
             for positions, input_ids, attention_mask in self.encoder.length_sorted_batches(texts, batch_size):
-                logits = self(input_ids.to(device), attention_mask.to(device))
+                with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+                    logits = self(to_device(input_ids, device), to_device(attention_mask, device))
                 for task, values in logits.items():
                     probabilities[task][positions] = values.float().softmax(dim=-1).cpu()
         frame = pd.DataFrame({"text": pd.Series(texts, dtype=object)})

@@ -21,10 +21,11 @@ def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
     image = ax.imshow(matrix, cmap=cmap)
     ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha="right")
     ax.set_yticks(range(len(row_labels)), row_labels)
-    middle = (matrix.max() + matrix.min()) / 2
     for (i, j), value in np.ndenumerate(matrix):
+        red, green, blue, _ = image.cmap(image.norm(value))
+        light_cell = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
         ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=8,
-                color="black" if value > middle else "white")
+                color="black" if light_cell else "white")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

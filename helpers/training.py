@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .data import IGNORE_INDEX
 from .freezing import GradualUnfreezing, optimizer_groups
-from .utils import pick_device, set_seed
+from .utils import autocast_dtype, pick_device, set_seed
 
 LOSS_WEIGHTINGS = ("sum", "static", "uncertainty")
 METRICS = ("macro_f1", "accuracy")
@@ -96,13 +96,6 @@ def combine_losses(losses: Mapping[str, torch.Tensor], config: TrainConfig,
         return uncertainty(losses)
     weights = config.task_weights if config.loss_weighting == "static" else {}
     return sum(weights.get(task, 1.0) * loss for task, loss in losses.items())
-
-
-def autocast_dtype(device: torch.device, bf16: bool) -> torch.dtype | None:
-    """bf16 autocast on CUDA devices that support it; full precision everywhere else."""
-    if bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
 
 
 def macro_f1(confusion: np.ndarray) -> float:

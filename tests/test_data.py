@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from helpers import IGNORE_INDEX, TASKS, SentenceDataset, label_maps, load_corpus, make_loader
+from helpers.data import LengthGroupedBatches
 
 GOOD = "text,topic,sentiment,split\nA fine day for the home team,sports,positive,train\n"
 
@@ -80,8 +81,20 @@ def test_collate_pads_to_the_longest_in_the_batch_and_stacks_labels(minilm):
 
 
 def test_shuffling_is_seeded(minilm, corpus):
-    frame = corpus.head(64)
+    frame = corpus.head(640)
     first = [b["input_ids"][0, :5].tolist() for b in make_loader(frame, minilm.tokenize, shuffle=True, seed=3)]
     again = [b["input_ids"][0, :5].tolist() for b in make_loader(frame, minilm.tokenize, shuffle=True, seed=3)]
     other = [b["input_ids"][0, :5].tolist() for b in make_loader(frame, minilm.tokenize, shuffle=True, seed=4)]
     assert first == again != other
+
+
+def test_length_grouped_batches_cover_every_row_once_with_little_padding():
+    lengths = [(i * 37) % 101 + 1 for i in range(1000)]
+    batches = list(LengthGroupedBatches(lengths, batch_size=32, generator=torch.Generator().manual_seed(0)))
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))
+    assert len(batches) == len(LengthGroupedBatches(lengths, 32, torch.Generator())) == 32
+    padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+    random_order = torch.randperm(1000, generator=torch.Generator().manual_seed(0)).tolist()
+    random_batches = [random_order[i:i + 32] for i in range(0, 1000, 32)]
+    random_padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in random_batches)
+    assert padding < 0.2 * random_padding

@@ -149,3 +149,17 @@ def test_every_pooling_works_with_tiny_architectures(tiny_model_dirs, arch, pool
     assert vectors.shape == (3, 32) and np.isfinite(vectors).all()
     batch = model.tokenize(["a short one", "and a somewhat longer sentence here"])
     assert model(**batch).shape == (2, 32)
+
+
+def test_bf16_flag_changes_nothing_on_cpu(minilm):
+    sentences = ["The bf16 path is for GPUs.", "On a CPU both settings give the same numbers."]
+    assert np.array_equal(minilm.encode(sentences, bf16=True), minilm.encode(sentences, bf16=False))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_bf16_stays_within_cosine_0999_of_fp32(minilm):
+    sentences = fidelity_sentences()
+    fast = minilm.encode(sentences, device="cuda", batch_size=128, normalize_embeddings=True)
+    exact = minilm.encode(sentences, device="cuda", batch_size=128, normalize_embeddings=True, bf16=False)
+    assert (fast * exact).sum(axis=1).min() >= 0.999
+    assert minilm.device.type == "cpu"

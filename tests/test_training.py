@@ -10,13 +10,13 @@ from helpers import training as training_module
 from helpers.training import (
     TrainConfig,
     UncertaintyWeighting,
-    autocast_dtype,
     combine_losses,
     evaluate,
     macro_f1,
     task_losses,
     train,
 )
+from helpers.utils import autocast_dtype
 
 TEXTS = ["the team won the cup final", "markets fell on weak earnings", "a new chip doubles battery life",
          "leaders signed the peace treaty", "the striker missed every chance", "the bank posted record profit",
