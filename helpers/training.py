@@ -206,7 +206,7 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
         patience = config.early_stopping_patience
         return patience is not None and evaluations_without_gain >= patience
 
-    stop = False
+    stop, last_validated = False, -1
     for epoch in range(1, config.epochs + 1):
         if unfreezing is not None and config.unfreeze_every is None and epoch > 1:
             unfreezing.unfreeze_next(optimizer, config.lr, config.layer_decay, config.weight_decay)
@@ -248,14 +248,14 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
                                      "accuracy": float(np.mean(window[f"{task}/correct"])) if task != "total" else None,
                                      "weight": weights.get(task)})
                 window = {}
-            if val_loader is not None and config.eval_every and step % config.eval_every == 0 and step < total_steps:
-                stop = validate(epoch)
+            if val_loader is not None and config.eval_every and step % config.eval_every == 0:
+                stop, last_validated = validate(epoch), step
                 if stop:
                     break
         if stop:
             break
-        if val_loader is not None:
-            stop = validate(epoch)
+        if val_loader is not None and last_validated != step:  # always validate at the end of an epoch
+            stop, last_validated = validate(epoch), step
             if stop:
                 break
 

@@ -191,3 +191,10 @@ def test_bad_config_values():
         TrainConfig(loss_weighting="mean")
     with pytest.raises(ValueError, match="metric must be one of"):
         TrainConfig(metric="auc")
+
+
+def test_validation_every_n_steps_never_repeats_at_an_epoch_end(model):
+    train_loader, val_loader = loaders(model)  # 2 batches per epoch
+    history = train(model, train_loader, val_loader, quick_config(epochs=2, eval_every=1))
+    val_steps = history[(history["split"] == "val") & (history["task"] == "total")]["step"].tolist()
+    assert val_steps == [1, 2, 3, 4]
