@@ -79,7 +79,7 @@ def _unavailable(model_name: str, error: Exception) -> OSError:
 
 
 def _max_seq_length(source: str, tokenizer: PreTrainedTokenizerBase, config: transformers.PretrainedConfig) -> int:
-    """The length the model was trained with: sentence-transformers' config if present, else the model's limit."""
+    """The input limit the model ships with: sentence-transformers' config if present, else the model's limit."""
     st_config = Path(source) / "sentence_bert_config.json"
     if st_config.is_file():
         return int(json.loads(st_config.read_text())["max_seq_length"])

@@ -20,8 +20,8 @@ from .utils import as_text_list, autocast_dtype, check_batch_size, inference_sta
 class SentenceTransformer(nn.Module):
     """Backbone -> token vectors -> pooling -> sentence vector (no layers after pooling).
 
-    Input longer than ``max_seq_length`` tokens (256 for all-MiniLM-L6-v2, the length it was
-    trained with) is truncated, as in sentence-transformers.
+    Input longer than ``max_seq_length`` tokens is truncated, as in sentence-transformers (256 for
+    all-MiniLM-L6-v2, the limit it ships with; it was trained on up to 128 tokens).
     """
 
     def __init__(self, model_name: str | Path = DEFAULT_MODEL, pooling: str = "mean",

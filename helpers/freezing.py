@@ -93,7 +93,8 @@ def freeze(model: nn.Module, strategy: str) -> nn.Module:
     """Set which parameters train, for the whole model (not cumulative), and return the model.
 
     - ``none``: full fine-tuning; ``backbone``: heads only; ``all``: nothing trains (feature extraction).
-    - ``embeddings``: word/position embeddings frozen; ``bottom:<k>``: embeddings and layers 0..k-1 frozen.
+    - ``embeddings``: the embedding block frozen (word-piece, position and token-type embeddings and their
+      LayerNorm); ``bottom:<k>``: the embeddings and layers 0..k-1 frozen.
     - ``head:<task>``: that task's head frozen, everything else trains.
     """
     groups = components(model)
