@@ -13,7 +13,6 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
-STRATEGIES = ("none", "backbone", "all", "embeddings", "head:<task>", "bottom:<k>")
 _LAYER_PATHS = ("encoder.layer", "transformer.layer", "encoder.layers", "layers", "h")
 
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .data import IGNORE_INDEX
 from .freezing import GradualUnfreezing, optimizer_groups
-from .utils import autocast_dtype, pick_device, set_seed
+from .utils import autocast_dtype, pick_device, set_seed, to_device
 
 LOSS_WEIGHTINGS = ("sum", "static", "uncertainty")
 METRICS = ("macro_f1", "accuracy")
@@ -217,7 +217,7 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
             for group in optimizer.param_groups:
                 group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
             with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
-                logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+                logits = model(to_device(batch["input_ids"], device), to_device(batch["attention_mask"], device))
             losses = task_losses(logits, batch["labels"])
             loss = combine_losses(losses, config, uncertainty)
             step += 1
