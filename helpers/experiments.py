@@ -12,8 +12,9 @@ import psutil
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .data import make_loader
+from .data import SentenceDataset, make_loader
 from .freezing import GradualUnfreezing
+from .probe import fit_linear_probe
 from .training import TrainConfig, evaluate, train
 
 
@@ -95,9 +96,6 @@ def fit_heads_on_cached_embeddings(model: nn.Module, corpus: pd.DataFrame, batch
     encoded once and every linear head is fitted on those cached vectors (L2-regularised logistic
     regression, the linear probe). Requires linear heads (``hidden_dim=None``).
     """
-    from .data import SentenceDataset
-    from .probe import fit_linear_probe
-
     train_rows = corpus[corpus["split"] == "train"]
     features = model.encoder.encode(train_rows["text"].tolist(), batch_size=batch_size)
     labels = SentenceDataset(train_rows, model.tasks).labels

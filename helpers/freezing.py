@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import pandas as pd
 import torch
 from torch import nn
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
 _LAYER_PATHS = ("encoder.layer", "transformer.layer", "encoder.layers", "layers", "h")
 
@@ -60,8 +60,6 @@ def skeleton(config: PretrainedConfig, tasks: dict[str, list[str]]) -> nn.Module
     """A backbone (with its pooler, as published) plus linear heads on the ``meta`` device: the exact
     parameter shapes of a model without allocating any memory, for counting (e.g. bert-base-uncased).
     """
-    from transformers import AutoModel
-
     with torch.device("meta"):
         model = nn.Module()
         model.backbone = AutoModel.from_config(config)

@@ -120,7 +120,7 @@ def evaluate(model: nn.Module, loader, device: torch.device | None = None) -> di
     confusion = {task: np.zeros((n, n), dtype=np.int64) for task, n in n_labels.items()}
     loss_sum = dict.fromkeys(n_labels, 0.0)
     for batch in loader:
-        logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        logits = model(to_device(batch["input_ids"], device), to_device(batch["attention_mask"], device))
         for task, values in logits.items():
             target = batch["labels"][task].to(device)
             keep = target != IGNORE_INDEX

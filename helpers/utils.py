@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 from collections.abc import Iterator, Sequence
 
@@ -15,7 +14,6 @@ from torch import nn
 def set_seed(seed: int = 42) -> None:
     """Seed Python, NumPy and torch so a run can be repeated exactly on the same machine."""
     random.seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
