@@ -2,15 +2,8 @@ import pytest
 import torch
 
 from helpers import TASKS, MultiTaskSentenceTransformer, set_seed
-from helpers.freezing import (
-    GradualUnfreezing,
-    component_learning_rates,
-    components,
-    freeze,
-    optimizer_groups,
-    parameter_table,
-    skeleton,
-)
+from helpers.freezing import GradualUnfreezing, component_learning_rates, freeze, optimizer_groups
+from helpers.parameters import parameter_table
 
 HEAD_PARAMETERS = (32 + 1) * 4 + (32 + 1) * 2
 
@@ -67,27 +60,6 @@ def test_freeze_sets_the_whole_state_and_is_not_cumulative(model):
     assert all(p.requires_grad for p in model.encoder.parameters())
     freeze(model, "none")
     assert all(p.requires_grad for p in model.parameters())
-
-
-def test_parameter_table_rows_and_total(model):
-    table = parameter_table(freeze(model, "backbone"))
-    assert list(table.index) == ["embeddings", "layer 0", "layer 1", "head: topic", "head: sentiment", "total"]
-    assert table.loc["total", "parameters"] == sum(p.numel() for p in model.parameters())
-    assert table.loc["total", "trainable"] == HEAD_PARAMETERS
-    assert (table["trainable"] + table["frozen"] == table["parameters"]).all()
-
-
-def test_components_cover_every_parameter_once(model):
-    seen = [id(p) for group in components(model).values() for p in group]
-    assert len(seen) == len(set(seen)) == len(list(model.parameters()))
-
-
-def test_bert_base_skeleton_matches_the_reference_figures():
-    from transformers import BertConfig
-
-    table = parameter_table(skeleton(BertConfig(), TASKS))["parameters"]
-    assert table["embeddings"] == 23_837_184 and table["layer 11"] == 7_087_872 and table["pooler"] == 590_592
-    assert table["total"] == 109_482_240 + (768 + 1) * 6
 
 
 @pytest.mark.parametrize("strategy, listed", [
