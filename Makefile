@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+BENCHMARKS := $(filter-out benchmarks/common.py,$(sort $(wildcard benchmarks/*.py)))
 
 .PHONY: setup run test lint lab bench clean
 
@@ -28,7 +29,7 @@ lab: $(INSTALLED)
 	$(PY) -m jupyter lab notebooks/
 
 bench: $(INSTALLED)
-	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+	for script in $(BENCHMARKS); do $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) artifacts

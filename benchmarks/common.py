@@ -1,14 +1,11 @@
-"""What the benchmark scripts share: arguments, the sentences, the reference model, a fair timer."""
+"""What the benchmark scripts share: arguments, the sentences, the reference model."""
 
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from helpers import SentenceTransformer, pick_device, quiet_transformers, set_seed
 from helpers.backbone import bundled_model_path
@@ -46,19 +43,3 @@ def reference_model(ours: SentenceTransformer):
     reference[0].auto_model.load_state_dict(ours.backbone.state_dict(), strict=False)
     return reference
 
-
-def best_throughputs(runs: dict[str, Callable[[], object]], n_items: int, rounds: int) -> dict[str, float]:
-    """Items/s per contender: one warm-up each, then ``rounds`` alternating runs, best kept."""
-    for run in runs.values():
-        run()
-    best = dict.fromkeys(runs, 0.0)
-    for _ in range(rounds):
-        for name, run in runs.items():
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            run()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            best[name] = max(best[name], n_items / (time.perf_counter() - start))
-    return best

@@ -7,9 +7,10 @@ The last line is ``ratio <ours / reference>``.
 from __future__ import annotations
 
 import torch
-from common import best_throughputs, parse_args, reference_model, sentences
+from common import parse_args, reference_model, sentences
 
 from helpers import DEFAULT_MODEL, SentenceTransformer
+from helpers.timing import best_throughputs
 
 
 def main() -> None:

@@ -6,9 +6,10 @@ Prints throughput and parameter counts; the last line is ``ratio <shared / two m
 
 from __future__ import annotations
 
-from common import best_throughputs, parse_args, sentences
+from common import parse_args, sentences
 
 from helpers import DEFAULT_MODEL, TASKS, MultiTaskSentenceTransformer
+from helpers.timing import best_throughputs
 
 
 def main() -> None:

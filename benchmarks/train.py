@@ -9,9 +9,10 @@ from __future__ import annotations
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from common import best_throughputs, parse_args, sentences
+from common import parse_args, sentences
 
 from helpers import DEFAULT_MODEL, TASKS, MultiTaskSentenceTransformer, make_loader
+from helpers.timing import best_throughputs
 from helpers.training import TrainConfig, train
 
 
