@@ -3,8 +3,11 @@
 from .backbone import DEFAULT_MODEL, load_backbone, quiet_transformers, resolve_model_path
 from .data import IGNORE_INDEX, SPLITS, TASKS, SentenceDataset, label_maps, load_corpus, make_loader
 from .embedder import SentenceTransformer
+from .freezing import freeze
 from .multitask import MultiTaskSentenceTransformer
+from .parameters import parameter_table
 from .pooling import POOLING_MODES, pool
+from .training import TrainConfig, evaluate, train
 from .utils import pick_device, set_seed
 
 __all__ = [
@@ -16,13 +19,18 @@ __all__ = [
     "MultiTaskSentenceTransformer",
     "SentenceDataset",
     "SentenceTransformer",
+    "TrainConfig",
+    "evaluate",
+    "freeze",
     "label_maps",
     "load_backbone",
     "load_corpus",
     "make_loader",
+    "parameter_table",
     "pick_device",
     "pool",
     "quiet_transformers",
     "resolve_model_path",
     "set_seed",
+    "train",
 ]
