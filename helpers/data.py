@@ -1,4 +1,4 @@
-"""The labeled corpus: load and validate it, map labels to ids, batch it for training.
+"""The labeled corpus: load and validate it, map labels to ids, batch it for training. Explained in notebook 04.
 
 A row may leave a task's label empty (partially labeled data); that label becomes ``IGNORE_INDEX``
 so the loss skips it.

@@ -1,4 +1,4 @@
-"""Task 1: a transformer backbone plus pooling gives one fixed-length vector per sentence."""
+"""A transformer backbone plus pooling gives one fixed-length vector per sentence. Explained in notebook 01."""
 
 from __future__ import annotations
 

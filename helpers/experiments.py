@@ -1,4 +1,4 @@
-"""Run a training variant end to end and measure it: what chapters 3 and 4 compare."""
+"""Run a training variant end to end and measure it: what notebooks 03 and 04 compare. Explained in notebook 03."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Task 3: what to train. Freeze components of a model, build optimizer groups, unfreeze gradually.
+"""What to train: freeze components of a model, build optimizer groups, unfreeze gradually.
 
-Works on the components of ``helpers.parameters`` (embeddings, layers, pooler, one head per task).
-Explained in notebook 03.
+Explained in notebook 03. Works on the components of ``helpers.parameters`` (embeddings, layers,
+pooler, one head per task).
 """
 
 from __future__ import annotations

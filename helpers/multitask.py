@@ -1,4 +1,7 @@
-"""Task 2: one shared sentence encoder, one classification head per task (hard parameter sharing)."""
+"""One shared sentence encoder, one classification head per task (hard parameter sharing).
+
+Explained in notebook 02.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The walkthrough's figures: one idea per figure, titled, axes labelled."""
+"""The walkthrough's figures: one idea per figure, titled, axes labelled. Used by all four notebooks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pooling: turn per-token vectors into one sentence vector."""
+"""Pooling: turn per-token vectors into one sentence vector. Explained in notebook 01."""
 
 from __future__ import annotations
 

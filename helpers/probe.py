@@ -1,4 +1,4 @@
-"""A linear probe: logistic regression on frozen sentence embeddings.
+"""A linear probe: logistic regression on frozen sentence embeddings. Explained in notebook 03.
 
 It measures how much of a task a frozen encoder already knows, and it is the "heads only"
 extreme of transfer learning: embeddings are computed once and cached, only the head trains.

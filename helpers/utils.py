@@ -1,4 +1,7 @@
-"""Small shared utilities: seeding, device choice, input checks, inference state."""
+"""Small shared utilities: seeding, device choice, input checks, inference state.
+
+Used by all four notebooks; notebook 04 explains the device choice.
+"""
 
 from __future__ import annotations
 
