@@ -1,10 +1,16 @@
-"""Task 4: the multi-task training loop, its losses and its metrics."""
+"""The multi-task training loop, its losses and its metrics. Explained in notebook 04.
+
+``train`` is the recipe; ``train_step`` is one optimisation step; ``BestCheckpoint`` keeps the best model
+and decides early stopping; ``History`` turns steps and validations into the table ``train`` returns.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import math
+import numbers
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +24,36 @@ from tqdm.auto import tqdm
 
 from .data import IGNORE_INDEX
 from .freezing import GradualUnfreezing, optimizer_groups
-from .utils import autocast_dtype, pick_device, set_seed, to_device
+from .precision import PRECISIONS, autocast, autocast_dtype, grad_scaler
+from .utils import inference_state, module_device, pick_device, set_seed, to_device
+from .weighting import WEIGHTINGS, LossWeighting, make_weighting
 
-LOSS_WEIGHTINGS = ("sum", "static", "uncertainty")
 METRICS = ("macro_f1", "accuracy")
+HISTORY_COLUMNS = ["epoch", "step", "split", "task", "loss", "accuracy", "macro_f1", "lr", "weight"]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_CHECKS = {  # field: (may be None, test, what is allowed)
+    "epochs": (False, lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "lr": (False, lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
+    "head_lr": (True, lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
+    "weight_decay": (False, lambda v: _is_finite(v) and v >= 0, "a finite number >= 0"),
+    "layer_decay": (True, lambda v: _is_finite(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "warmup_ratio": (False, lambda v: _is_finite(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "max_grad_norm": (True, lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
+    "seed": (False, _is_int, "an int"),
+    "eval_every": (True, lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "log_every": (False, lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "early_stopping_patience": (True, lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "unfreeze_every": (True, lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+}
 
 
 @dataclass
@@ -35,11 +67,11 @@ class TrainConfig:
     layer_decay: float | None = None  # layer-wise learning-rate decay, e.g. 0.8
     warmup_ratio: float = 0.1  # linear warm-up over this share of steps, then linear decay to 0
     max_grad_norm: float | None = 1.0
-    loss_weighting: str = "sum"  # "sum" | "static" | "uncertainty" (Kendall et al., 2018)
+    loss_weighting: str = "sum"  # "sum" | "static" | "uncertainty" (see helpers.weighting)
     task_weights: dict[str, float] = field(default_factory=dict)  # for "static"
     seed: int = 42
     device: str = "auto"  # cuda > mps > cpu
-    bf16: bool = True  # bf16 autocast where the device supports it (CUDA); ignored on CPU
+    precision: str = "auto"  # "auto" | "fp32" | "bf16" | "fp16" (see helpers.precision)
     eval_every: int | None = None  # also validate every n steps (always at each epoch's end)
     log_every: int = 10  # training rows in the history every n steps
     metric: str = "macro_f1"  # validation metric (mean over tasks) for best checkpoint and early stopping
@@ -50,52 +82,39 @@ class TrainConfig:
     show_progress_bar: bool = False
 
     def __post_init__(self) -> None:
-        if self.loss_weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(f"loss_weighting must be one of {list(LOSS_WEIGHTINGS)}, got {self.loss_weighting!r}")
-        if self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {list(METRICS)}, got {self.metric!r}")
-        if self.epochs < 1 or self.lr <= 0:
-            raise ValueError(f"epochs must be >= 1 and lr > 0, got epochs={self.epochs}, lr={self.lr}")
+        """Refuse settings that would train silently into NaN or climb the loss."""
+        for name, (optional, ok, allowed) in _CHECKS.items():
+            value = getattr(self, name)
+            if not (optional and value is None) and not ok(value):
+                raise ValueError(f"{name} must be {'None or ' if optional else ''}{allowed}, got {value!r}")
+        for name, choices in (("loss_weighting", WEIGHTINGS), ("metric", METRICS), ("precision", PRECISIONS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
+        bad_weights = {task: w for task, w in dict(self.task_weights).items() if not (_is_finite(w) and w >= 0)}
+        if bad_weights:
+            raise ValueError(f"task_weights must be finite numbers >= 0, got {bad_weights}")
 
 
-class UncertaintyWeighting(nn.Module):
-    """Learned task weights from homoscedastic uncertainty (Kendall, Gal & Cipolla, 2018).
+def labelled(logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]
+             ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per task, (logits, targets) of the rows that carry that task's label; tasks with none are left out.
 
-    total = sum_t exp(-s_t) * L_t + s_t / 2, with s_t = log(sigma_t^2) learned: a task whose loss stays
-    high gets a larger sigma and so a smaller weight, and the s_t / 2 term stops sigma from growing forever.
+    The one place where ``IGNORE_INDEX`` is honoured. The rows are picked where the labels are (the CPU,
+    straight from the collator), so a GPU never waits for the mask.
     """
-
-    def __init__(self, tasks: list[str]) -> None:
-        super().__init__()
-        self.log_vars = nn.ParameterDict({task: nn.Parameter(torch.zeros(())) for task in tasks})
-
-    def forward(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return sum(torch.exp(-self.log_vars[t]) * loss + self.log_vars[t] / 2 for t, loss in losses.items())
-
-    def weights(self) -> dict[str, float]:
-        return {task: float(torch.exp(-s.detach())) for task, s in self.log_vars.items()}
+    kept = {}
+    for task, values in logits.items():
+        rows = (labels[task] != IGNORE_INDEX).nonzero().squeeze(1)
+        if len(rows):
+            kept[task] = (values.index_select(0, rows.to(values.device)), labels[task][rows].to(values.device))
+    return kept
 
 
 def task_losses(logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Cross-entropy per task over the labelled rows only; a task with no label in the batch is left out
-    (CrossEntropyLoss would return NaN for it)."""
-    losses = {}
-    for task, values in logits.items():
-        target = labels[task].to(values.device)
-        if (target != IGNORE_INDEX).any():
-            losses[task] = F.cross_entropy(values.float(), target, ignore_index=IGNORE_INDEX)
-    return losses
-
-
-def combine_losses(losses: Mapping[str, torch.Tensor], config: TrainConfig,
-                   uncertainty: UncertaintyWeighting | None = None) -> torch.Tensor | None:
-    """One scalar to minimise, or None when no task had a label in the batch."""
-    if not losses:
-        return None
-    if config.loss_weighting == "uncertainty":
-        return uncertainty(losses)
-    weights = config.task_weights if config.loss_weighting == "static" else {}
-    return sum(weights.get(task, 1.0) * loss for task, loss in losses.items())
+    """Cross-entropy per task over its labelled rows; a task with no label in the batch is left out
+    (cross-entropy over no rows would be NaN)."""
+    kept = labelled(logits, labels)
+    return {task: F.cross_entropy(values.float(), target) for task, (values, target) in kept.items()}
 
 
 def macro_f1(confusion: np.ndarray) -> float:
@@ -107,169 +126,254 @@ def macro_f1(confusion: np.ndarray) -> float:
     return float(f1.mean())
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device | None = None) -> dict[str, dict]:
+def evaluate(model: nn.Module, loader, device: str | torch.device | None = None, precision: str = "auto"
+             ) -> dict[str, dict]:
     """Per task: loss, accuracy, macro-F1, confusion matrix (rows: true, columns: predicted), count.
 
-    Only labelled rows count. The model's train/eval mode is restored afterwards.
+    Only labelled rows count. Runs like ``encode`` (eval mode, no autograd, the model's mode and device
+    restored afterwards, also on error) under the autocast training uses for ``precision``.
     """
-    device = device or model.device
-    was_training = model.training
-    model.eval()
-    n_labels = {task: len(labels) for task, labels in model.tasks.items()}
-    confusion = {task: np.zeros((n, n), dtype=np.int64) for task, n in n_labels.items()}
-    loss_sum = dict.fromkeys(n_labels, 0.0)
-    for batch in loader:
-        logits = model(to_device(batch["input_ids"], device), to_device(batch["attention_mask"], device))
-        for task, values in logits.items():
-            target = batch["labels"][task].to(device)
-            keep = target != IGNORE_INDEX
-            if keep.any():
-                loss_sum[task] += F.cross_entropy(values[keep].float(), target[keep], reduction="sum").item()
-                pairs = torch.stack([target[keep], values[keep].argmax(dim=-1)]).cpu().numpy()
+    confusion = {task: np.zeros((len(labels), len(labels)), dtype=np.int64) for task, labels in model.tasks.items()}
+    loss_sum = {task: torch.zeros(()) for task in model.tasks}
+    with inference_state(model, device) as target:
+        dtype = autocast_dtype(precision, target, training=True)
+        for batch in loader:
+            with autocast(target, dtype):
+                logits = model(to_device(batch["input_ids"], target), to_device(batch["attention_mask"], target))
+            for task, (values, labels) in labelled(logits, batch["labels"]).items():
+                loss_sum[task] += F.cross_entropy(values.float(), labels, reduction="sum").cpu()
+                pairs = torch.stack([labels, values.argmax(dim=-1)]).cpu().numpy()
                 np.add.at(confusion[task], (pairs[0], pairs[1]), 1)
-    model.train(was_training)
     results = {}
     for task, matrix in confusion.items():
         n = int(matrix.sum())
-        results[task] = {"loss": loss_sum[task] / n if n else math.nan,
+        results[task] = {"loss": loss_sum[task].item() / n if n else math.nan,
                          "accuracy": float(np.trace(matrix) / n) if n else math.nan,
                          "macro_f1": macro_f1(matrix) if n else math.nan, "confusion": matrix, "n": n}
     return results
 
 
-def _schedule(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up to 1, then linear decay to 0."""
+@dataclass
+class StepResult:
+    """What one step measured, kept as tensors: reading them waits for the device, so it happens at logging."""
+
+    losses: dict[str, torch.Tensor]  # per task, plus "total" (the weighted objective)
+    correct: dict[str, torch.Tensor]  # labelled rows predicted right, per task
+    labelled: dict[str, int]  # labelled rows, per task
+
+
+def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, weighting: LossWeighting,
+               dtype: torch.dtype | None = None, scaler: torch.amp.GradScaler | None = None,
+               max_grad_norm: float | None = None) -> StepResult | None:
+    """One optimisation step; None when no row of the batch has a label (nothing to learn from).
+
+    Only the forward pass runs under autocast (``dtype``); the loss is taken in float32, and the backward
+    pass, clipping and the optimizer step update the float32 weights. Raises FloatingPointError when the
+    loss or an updated weight is not finite.
+    """
+    device = module_device(model)
+    with autocast(device, dtype):
+        logits = model(to_device(batch["input_ids"], device), to_device(batch["attention_mask"], device))
+    losses = task_losses(logits, batch["labels"])
+    if not losses:
+        return None
+    total = weighting(losses)
+    if not torch.isfinite(total):  # before the update, so the weights stay as they were
+        raise FloatingPointError(f"the loss became {total.item()}")
+    scaler = scaler or grad_scaler(device, None)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    if max_grad_norm is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not fp16-scaled ones
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    updated = [p for group in optimizer.param_groups for p in group["params"]]
+    if not torch.isfinite(torch.stack(torch._foreach_norm(updated))).all():
+        raise FloatingPointError("a weight became non-finite after the update")
+    kept = labelled({task: values.detach() for task, values in logits.items()}, batch["labels"])
+    return StepResult(losses={**{t: loss.detach() for t, loss in losses.items()}, "total": total.detach()},
+                      correct={t: (values.argmax(-1) == target).sum() for t, (values, target) in kept.items()},
+                      labelled={t: len(target) for t, (_, target) in kept.items()})
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up to 1 over ``warmup`` steps, then linear decay to 0 at ``total``."""
     if step < warmup:
         return (step + 1) / warmup
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+def set_learning_rates(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Each group's rate = its own base rate x ``factor``.
+
+    By hand rather than with ``LambdaLR``: gradual unfreezing adds parameter groups mid-run, and a
+    scheduler only scales the groups that existed when it was built.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
+
+
+def make_optimizer(model: nn.Module, weighting: LossWeighting, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (see ``optimizer_groups``) and any learned loss weights."""
+    groups = optimizer_groups(model, config.lr, config.head_lr, config.layer_decay, config.weight_decay)
+    learned = list(weighting.parameters())
+    if learned:
+        groups.append({"params": learned, "lr": config.head_lr or config.lr, "weight_decay": 0.0,
+                       "component": "loss weights"})
+    return torch.optim.AdamW(groups)
+
+
+class BestCheckpoint:
+    """Keeps the best model seen by validation (in memory, or saved to ``directory``) and decides early
+    stopping: stop after ``patience`` validations in a row without a better score."""
+
+    def __init__(self, patience: int | None = None, directory: str | Path | None = None) -> None:
+        self.patience, self.directory = patience, directory
+        self.score, self.state, self.stale = -math.inf, None, 0
+
+    def update(self, model: nn.Module, score: float) -> bool:
+        """Record one validation score; return True when training should stop."""
+        if score > self.score:
+            self.score, self.stale = score, 0
+            if self.directory is not None:
+                model.save(self.directory)
+            else:
+                self.state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+        else:
+            self.stale += 1
+        return self.patience is not None and self.stale >= self.patience
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best weights back into ``model`` (nothing happens before the first validation)."""
+        if self.score == -math.inf:
+            return
+        best = type(model).load(self.directory).state_dict() if self.directory is not None else self.state
+        model.load_state_dict(best)
+
+
+class History:
+    """The rows ``train`` returns: training losses averaged over each log window, and validation scores."""
+
+    def __init__(self, weighting: LossWeighting, metric: str) -> None:
+        self.weighting, self.metric = weighting, metric
+        self.rows: list[dict] = []
+        self.window: list[StepResult] = []
+        self.first_loss: float | None = None
+        self.steps_with_labels = 0
+
+    def add(self, result: StepResult | None) -> None:
+        if result is not None:
+            self.window.append(result)
+            self.steps_with_labels += 1
+
+    def log_train(self, epoch: int, step: int, lr: float) -> None:
+        """One row per task and one for the total, averaged over the steps since the last call."""
+        if not self.window:
+            return
+        weights, task_loss_sum = self.weighting.weights(), 0.0
+        for task in self.weighting.tasks:
+            steps = [result for result in self.window if task in result.losses]
+            if steps:
+                loss = torch.stack([result.losses[task] for result in steps]).mean().item()
+                correct = sum(result.correct[task] for result in steps).item()
+                accuracy = correct / sum(result.labelled[task] for result in steps)
+                self._row(epoch, step, "train", task, loss, accuracy=accuracy, lr=lr, weight=weights[task])
+                task_loss_sum += loss
+        total = torch.stack([result.losses["total"] for result in self.window]).mean().item()
+        self._row(epoch, step, "train", "total", total, lr=lr)
+        self._warn_if_diverging(step, lr, task_loss_sum)
+        self.window = []
+
+    def log_val(self, epoch: int, step: int, results: dict[str, dict]) -> float:
+        """Rows for one validation; returns the score that picks the best checkpoint (mean ``metric``)."""
+        weights = self.weighting.weights()
+        scored = {task: r for task, r in results.items() if r["n"]}
+        for task, r in results.items():
+            self._row(epoch, step, "val", task, r["loss"], accuracy=r["accuracy"], macro_f1=r["macro_f1"],
+                      weight=weights[task])
+        with torch.no_grad():
+            total = self.weighting({task: torch.tensor(r["loss"]) for task, r in scored.items()})
+        self._row(epoch, step, "val", "total", float(total),
+                  accuracy=float(np.mean([r["accuracy"] for r in scored.values()])),
+                  macro_f1=float(np.mean([r["macro_f1"] for r in scored.values()])))
+        return float(np.mean([r[self.metric] for r in scored.values()]))
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
+
+    def _row(self, epoch: int, step: int, split: str, task: str, loss: float, **values: float | None) -> None:
+        self.rows.append({"epoch": epoch, "step": step, "split": split, "task": task, "loss": loss, **values})
+
+    def _warn_if_diverging(self, step: int, lr: float, task_loss: float) -> None:
+        """Cross-entropy that grows by orders of magnitude means the learning rate is far too high."""
+        if self.first_loss is None:
+            self.first_loss = task_loss
+        elif task_loss > 100 * max(self.first_loss, 0.1) and math.isfinite(self.first_loss):
+            warnings.warn(f"the training loss grew from {self.first_loss:.3g} to {task_loss:.3g} by step {step}: "
+                          f"the learning rate (now {lr:.3g}) is probably far too high", RuntimeWarning, stacklevel=3)
+            self.first_loss = math.inf  # warn once
+
+
 def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig | None = None,
           unfreezing: GradualUnfreezing | None = None) -> pd.DataFrame:
-    """Train ``model`` (a MultiTaskSentenceTransformer) and return its history.
+    """Train ``model`` (a MultiTaskSentenceTransformer) and return its history (see ``History``).
 
-    History rows: epoch, step, split (train/val), task (each task and "total"), loss, accuracy, macro_f1,
-    lr (the largest in any parameter group), weight (task weight). The best validation checkpoint is kept and, with
-    ``restore_best``, loaded back at the end. ``unfreezing`` unfreezes one more component per epoch
-    (or every ``config.unfreeze_every`` steps).
+    The best validation checkpoint is kept and, with ``restore_best``, loaded back at the end.
+    ``unfreezing`` unfreezes one more component per epoch (or every ``config.unfreeze_every`` steps).
     """
     config = config or TrainConfig()
+    if len(train_loader) == 0:
+        raise ValueError("train_loader is empty: give it at least one batch of labelled sentences")
     set_seed(config.seed)
     device = pick_device(config.device)
     model.to(device).train()
-    precision = autocast_dtype(device, config.bf16)
-    tasks = list(model.tasks)
-    if config.loss_weighting == "static" and set(config.task_weights) != set(tasks):
-        raise ValueError(f"static weighting needs a weight for each task {tasks}, got {config.task_weights}")
-    uncertainty = UncertaintyWeighting(tasks).to(device) if config.loss_weighting == "uncertainty" else None
-
-    groups = optimizer_groups(model, config.lr, config.head_lr, config.layer_decay, config.weight_decay)
-    if uncertainty is not None:
-        groups.append({"params": list(uncertainty.parameters()), "lr": config.head_lr or config.lr,
-                       "weight_decay": 0.0, "component": "loss weights"})
-    optimizer = torch.optim.AdamW(groups)
+    dtype = autocast_dtype(config.precision, device, training=True)
+    scaler = grad_scaler(device, dtype)
+    weighting = make_weighting(config.loss_weighting, list(model.tasks), config.task_weights).to(device)
+    optimizer = make_optimizer(model, weighting, config)
     total_steps = config.epochs * len(train_loader)
     warmup = int(config.warmup_ratio * total_steps)
-
-    rows: list[dict] = []
-    best_score, best_state, evaluations_without_gain = -math.inf, None, 0
-    window: dict[str, list[float]] = {}
-    step = 0
-
-    def weights_now() -> dict[str, float]:
-        if uncertainty is not None:
-            return uncertainty.weights()
-        return {t: config.task_weights.get(t, 1.0) if config.loss_weighting == "static" else 1.0 for t in tasks}
-
-    def validate(epoch: int) -> bool:
-        """Log validation rows; keep the best model; return True when early stopping says stop."""
-        nonlocal best_score, best_state, evaluations_without_gain
-        results = evaluate(model, val_loader, device)
-        weights = weights_now()
-        for task, r in results.items():
-            rows.append({"epoch": epoch, "step": step, "split": "val", "task": task, "loss": r["loss"],
-                         "accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "weight": weights[task]})
-        rows.append({"epoch": epoch, "step": step, "split": "val", "task": "total",
-                     "loss": sum(weights[t] * r["loss"] for t, r in results.items()),
-                     "accuracy": np.mean([r["accuracy"] for r in results.values()]),
-                     "macro_f1": np.mean([r["macro_f1"] for r in results.values()])})
-        score = float(np.mean([r[config.metric] for r in results.values()]))
-        if score > best_score:
-            best_score, evaluations_without_gain = score, 0
-            if config.checkpoint_dir is not None:
-                model.save(config.checkpoint_dir)
-            else:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            evaluations_without_gain += 1
-        patience = config.early_stopping_patience
-        return patience is not None and evaluations_without_gain >= patience
-
-    stop, last_validated = False, -1
+    history = History(weighting, config.metric)
+    best = BestCheckpoint(config.early_stopping_patience, config.checkpoint_dir)
+    step, stop = 0, False
     for epoch in range(1, config.epochs + 1):
-        if unfreezing is not None and config.unfreeze_every is None and epoch > 1:
-            unfreezing.unfreeze_next(optimizer, config.lr, config.layer_decay, config.weight_decay)
-        for batch in tqdm(train_loader, desc=f"epoch {epoch}", disable=not config.show_progress_bar, leave=False):
-            if unfreezing is not None and config.unfreeze_every and step and step % config.unfreeze_every == 0:
+        batches = tqdm(train_loader, desc=f"epoch {epoch}", disable=not config.show_progress_bar, leave=False)
+        for index, batch in enumerate(batches, 1):
+            if unfreezing is not None and _unfreezing_due(config, epoch, index, step):
                 unfreezing.unfreeze_next(optimizer, config.lr, config.layer_decay, config.weight_decay)
-            factor = _schedule(step, total_steps, warmup)
-            for group in optimizer.param_groups:
-                group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
-            with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
-                logits = model(to_device(batch["input_ids"], device), to_device(batch["attention_mask"], device))
-            losses = task_losses(logits, batch["labels"])
-            loss = combine_losses(losses, config, uncertainty)
+            set_learning_rates(optimizer, lr_factor(step, total_steps, warmup))
             step += 1
-            if loss is None:  # no task had a label in this batch: nothing to learn from
-                continue
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {step}; lower the "
-                                         "learning rate or check the batch for bad inputs")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            for task, value in losses.items():
-                target = batch["labels"][task].to(device)
-                keep = target != IGNORE_INDEX
-                window.setdefault(task, []).append(value.item())
-                window.setdefault(f"{task}/correct", []).append(
-                    (logits[task][keep].argmax(-1) == target[keep]).float().mean().item())
-            window.setdefault("total", []).append(loss.item())
+            try:
+                history.add(train_step(model, batch, optimizer, weighting, dtype, scaler, config.max_grad_norm))
+            except FloatingPointError as error:
+                raise FloatingPointError(f"{error} at epoch {epoch}, step {step}; lower the learning rate or "
+                                         "check the batch for bad inputs") from None
             if step % config.log_every == 0 or step == total_steps:
-                lr_now = max(g["lr"] for g in optimizer.param_groups)
-                weights = weights_now()
-                for task in [*tasks, "total"]:
-                    if window.get(task):
-                        rows.append({"epoch": epoch, "step": step, "split": "train", "task": task,
-                                     "loss": float(np.mean(window[task])), "lr": lr_now,
-                                     "accuracy": float(np.mean(window[f"{task}/correct"])) if task != "total" else None,
-                                     "weight": weights.get(task)})
-                window = {}
-            if val_loader is not None and config.eval_every and step % config.eval_every == 0:
-                stop, last_validated = validate(epoch), step
-                if stop:
-                    break
-        if stop:
-            break
-        if val_loader is not None and last_validated != step:  # always validate at the end of an epoch
-            stop, last_validated = validate(epoch), step
+                history.log_train(epoch, step, max(group["lr"] for group in optimizer.param_groups))
+            end_of_epoch = index == len(train_loader)
+            if val_loader is not None and (end_of_epoch or config.eval_every and step % config.eval_every == 0):
+                results = evaluate(model, val_loader, precision=config.precision)
+                stop = best.update(model, history.log_val(epoch, step, results))
             if stop:
                 break
-
+        if history.steps_with_labels == 0:
+            raise ValueError("no batch of train_loader carried a label for any task: check the label columns")
+        if stop:
+            break
     if config.restore_best and val_loader is not None:
-        if config.checkpoint_dir is not None:
-            model.load_state_dict(type(model).load(config.checkpoint_dir).state_dict())
-        elif best_state is not None:
-            model.load_state_dict(best_state)
+        best.restore(model)
     model.eval()
-    history = pd.DataFrame(rows, columns=["epoch", "step", "split", "task", "loss", "accuracy", "macro_f1", "lr",
-                                          "weight"])
-    history.attrs["config"] = dataclasses.asdict(config)
-    history.attrs["best_" + config.metric] = best_score
-    return history
+    frame = history.frame()
+    frame.attrs.update({"config": dataclasses.asdict(config), "best_" + config.metric: best.score})
+    return frame
+
+
+def _unfreezing_due(config: TrainConfig, epoch: int, index: int, step: int) -> bool:
+    """A new unfreezing stage starts each epoch after the first, or every ``unfreeze_every`` steps."""
+    if config.unfreeze_every is None:
+        return index == 1 and epoch > 1
+    return step > 0 and step % config.unfreeze_every == 0
 
 
 def copy_model(model: nn.Module) -> nn.Module:

@@ -7,16 +7,8 @@ import torch
 
 from helpers import IGNORE_INDEX, TASKS, MultiTaskSentenceTransformer, make_loader, pick_device, set_seed
 from helpers import training as training_module
-from helpers.training import (
-    TrainConfig,
-    UncertaintyWeighting,
-    combine_losses,
-    evaluate,
-    macro_f1,
-    task_losses,
-    train,
-)
-from helpers.utils import autocast_dtype
+from helpers.training import TrainConfig, evaluate, macro_f1, task_losses, train
+from helpers.weighting import Static, Sum, Uncertainty, make_weighting
 
 TEXTS = ["the team won the cup final", "markets fell on weak earnings", "a new chip doubles battery life",
          "leaders signed the peace treaty", "the striker missed every chance", "the bank posted record profit",
@@ -47,8 +39,7 @@ def test_one_step_lowers_the_loss_on_a_tiny_batch(model):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def loss_now():
-        return combine_losses(task_losses(model(batch["input_ids"], batch["attention_mask"]), batch["labels"]),
-                              TrainConfig())
+        return Sum(list(TASKS))(task_losses(model(batch["input_ids"], batch["attention_mask"]), batch["labels"]))
 
     before = loss_now()
     optimizer.zero_grad()
@@ -61,10 +52,11 @@ def test_a_task_without_labels_adds_nothing_and_is_never_nan():
     logits = {"topic": torch.randn(3, 4), "sentiment": torch.randn(3, 2)}
     labels = {"topic": torch.full((3,), IGNORE_INDEX), "sentiment": torch.tensor([0, IGNORE_INDEX, 1])}
     losses = task_losses(logits, labels)
-    assert list(losses) == ["sentiment"] and torch.isfinite(losses["sentiment"])
-    assert combine_losses(losses, TrainConfig()) == losses["sentiment"]
+    assert list(losses) == ["sentiment"]
+    by_hand = torch.nn.functional.cross_entropy(logits["sentiment"][[0, 2]], torch.tensor([0, 1]))
+    assert Sum(list(TASKS))(losses).item() == pytest.approx(by_hand.item())
     nothing = {"topic": torch.full((3,), IGNORE_INDEX), "sentiment": torch.full((3,), IGNORE_INDEX)}
-    assert combine_losses(task_losses(logits, nothing), TrainConfig()) is None
+    assert task_losses(logits, nothing) == {}
 
 
 def test_training_on_batches_without_any_label_stays_finite(model):
@@ -76,7 +68,7 @@ def test_training_on_batches_without_any_label_stays_finite(model):
 
 
 def test_uncertainty_weights_receive_gradients():
-    weighting = UncertaintyWeighting(["topic", "sentiment"])
+    weighting = Uncertainty(["topic", "sentiment"])
     weighting({"topic": torch.tensor(2.0), "sentiment": torch.tensor(0.5)}).backward()
     grads = {task: p.grad.item() for task, p in weighting.log_vars.items()}
     assert grads == pytest.approx({"topic": -2.0 + 0.5, "sentiment": -0.5 + 0.5})
@@ -115,7 +107,7 @@ def scripted_evaluations(monkeypatch, scores):
     """Make validation return ``scores`` in turn; record the model state at each call."""
     states, calls = [], iter(scores)
 
-    def fake_evaluate(model, loader, device=None):
+    def fake_evaluate(model, loader, device=None, precision="auto"):
         states.append({k: v.clone() for k, v in model.state_dict().items()})
         score = next(calls)
         return {task: {"loss": 1 - score, "accuracy": score, "macro_f1": score, "confusion": None, "n": 8}
@@ -163,16 +155,34 @@ def test_macro_f1():
     assert macro_f1(np.array([[5, 0], [0, 0]])) == pytest.approx(0.5)
 
 
-def test_precision_selection():
-    assert autocast_dtype(torch.device("cpu"), bf16=True) is None
+def test_static_weighting_total_is_the_weighted_sum():
+    losses = {"topic": torch.tensor(2.0), "sentiment": torch.tensor(0.5)}
+    assert Static(["topic", "sentiment"], {"topic": 0.25, "sentiment": 3.0})(losses).item() == pytest.approx(2.0)
+    assert Sum(["topic", "sentiment"])(losses).item() == pytest.approx(2.5)
 
 
-def test_precision_selection_on_cuda(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert autocast_dtype(torch.device("cuda"), bf16=True) == torch.bfloat16
-    assert autocast_dtype(torch.device("cuda"), bf16=False) is None
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert autocast_dtype(torch.device("cuda"), bf16=True) is None
+def test_uncertainty_total_includes_the_log_variance_term():
+    weighting = Uncertainty(["topic", "sentiment"])
+    with torch.no_grad():
+        weighting.log_vars["topic"].fill_(math.log(4.0))
+    losses = {"topic": torch.tensor(2.0), "sentiment": torch.tensor(0.5)}
+    expected = 2.0 / 4 + math.log(4.0) / 2 + 0.5
+    assert weighting(losses).item() == pytest.approx(expected)
+    assert weighting.weights() == pytest.approx({"topic": 0.25, "sentiment": 1.0})
+
+
+def test_weightings_are_chosen_by_name():
+    assert type(make_weighting("uncertainty", ["a", "b"])) is Uncertainty
+    assert make_weighting("static", ["a", "b"], {"a": 2.0, "b": 1.0}).weights() == {"a": 2.0, "b": 1.0}
+    with pytest.raises(ValueError, match=r"loss_weighting must be one of \['sum', 'static', 'uncertainty'\]"):
+        make_weighting("mean", ["a"])
+
+
+def test_validation_total_uses_the_same_weighting_as_training(model):
+    history = train(model, *loaders(model), quick_config(epochs=1, loss_weighting="static",
+                                                          task_weights={"topic": 0.5, "sentiment": 2.0}))
+    val = history[history["split"] == "val"].set_index("task")["loss"]
+    assert val["total"] == pytest.approx(0.5 * val["topic"] + 2.0 * val["sentiment"])
 
 
 def test_device_selection(monkeypatch):
@@ -191,6 +201,8 @@ def test_bad_config_values():
         TrainConfig(loss_weighting="mean")
     with pytest.raises(ValueError, match="metric must be one of"):
         TrainConfig(metric="auc")
+    with pytest.raises(ValueError, match=r"precision must be one of \['auto', 'fp32', 'bf16', 'fp16'\]"):
+        TrainConfig(precision="half")
 
 
 def test_validation_every_n_steps_never_repeats_at_an_epoch_end(model):
@@ -198,3 +210,44 @@ def test_validation_every_n_steps_never_repeats_at_an_epoch_end(model):
     history = train(model, train_loader, val_loader, quick_config(epochs=2, eval_every=1))
     val_steps = history[(history["split"] == "val") & (history["task"] == "total")]["step"].tolist()
     assert val_steps == [1, 2, 3, 4]
+
+
+def test_bf16_training_on_the_cpu_lowers_the_loss(model):
+    history = train(model, *loaders(model), quick_config(epochs=4, precision="bf16"))
+    total = history[(history["split"] == "train") & (history["task"] == "total")]["loss"]
+    assert total.iloc[-1] < total.iloc[0]
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast never touches the weights
+
+
+def test_an_empty_loader_or_one_without_labels_is_refused(model):
+    empty = make_loader(FRAME.head(0), model.tokenize, batch_size=4)
+    with pytest.raises(ValueError, match="train_loader is empty"):
+        train(model, empty, None, quick_config())
+    unlabelled = make_loader(FRAME.assign(topic=pd.NA, sentiment=pd.NA), model.tokenize, batch_size=4)
+    with pytest.raises(ValueError, match="no batch of train_loader carried a label"):
+        train(model, unlabelled, None, quick_config())
+
+
+def test_a_learning_rate_that_explodes_the_loss_is_reported(model):
+    with pytest.warns(RuntimeWarning, match="the training loss grew from"):
+        try:
+            train(model, loaders(model)[0], None, quick_config(epochs=6, lr=1e3, head_lr=1e3, max_grad_norm=None))
+        except FloatingPointError:
+            pass  # it may also end in inf; the warning came first
+
+
+def test_a_non_finite_weight_stops_training_at_that_step(model, monkeypatch):
+    real_step = torch.optim.AdamW.step
+
+    def poisoned_step(self, *args, **kwargs):
+        result = real_step(self, *args, **kwargs)
+        if poisoned_step.calls == 2:
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].view(-1)[0] = float("inf")
+        poisoned_step.calls += 1
+        return result
+
+    poisoned_step.calls = 0
+    monkeypatch.setattr(torch.optim.AdamW, "step", poisoned_step)
+    with pytest.raises(FloatingPointError, match="a weight became non-finite after the update at epoch 2, step 3"):
+        train(model, loaders(model)[0], None, quick_config())
