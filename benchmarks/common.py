@@ -21,6 +21,8 @@ def parse_args(description: str, **defaults) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=defaults.get("n", 384), help="number of sentences")
     parser.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 32))
     parser.add_argument("--rounds", type=int, default=defaults.get("rounds", 3), help="alternating timed rounds")
+    parser.add_argument("--precision", default="bf16", choices=["bf16", "fp16"],
+                        help="the low precision timed against fp32 (fp16 needs CUDA)")
     args = parser.parse_args()
     args.device = pick_device(args.device)
     set_seed(0)
