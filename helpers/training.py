@@ -2,6 +2,8 @@
 
 ``train`` is the recipe; ``train_step`` is one optimisation step; ``BestCheckpoint`` keeps the best model
 and decides early stopping; ``History`` turns steps and validations into the table ``train`` returns.
+Under torchrun the same loop trains data-parallel; the few distributed steps live in helpers.distributed
+and do nothing in a single process.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data import IGNORE_INDEX
 from .freezing import GradualUnfreezing, optimizer_groups
 from .precision import PRECISIONS, autocast, autocast_dtype, grad_scaler
@@ -56,30 +60,45 @@ _CHECKS = {  # field: (may be None, test, what is allowed)
 }
 
 
+def _setting(default: Any, help: str) -> Any:
+    """A field whose ``help`` explains it here and for its flag in ``python -m helpers.train --help``."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; the defaults suit MiniLM on a CPU."""
 
-    epochs: int = 3
-    lr: float = 5e-5  # encoder learning rate
-    head_lr: float | None = 1e-3  # fresh heads learn faster than pretrained layers; None = lr
-    weight_decay: float = 0.01
-    layer_decay: float | None = None  # layer-wise learning-rate decay, e.g. 0.8
-    warmup_ratio: float = 0.1  # linear warm-up over this share of steps, then linear decay to 0
-    max_grad_norm: float | None = 1.0
-    loss_weighting: str = "sum"  # "sum" | "static" | "uncertainty" (see helpers.weighting)
-    task_weights: dict[str, float] = field(default_factory=dict)  # for "static"
-    seed: int = 42
-    device: str = "auto"  # cuda > mps > cpu
-    precision: str = "auto"  # "auto" | "fp32" | "bf16" | "fp16" (see helpers.precision)
-    eval_every: int | None = None  # also validate every n steps (always at each epoch's end)
-    log_every: int = 10  # training rows in the history every n steps
-    metric: str = "macro_f1"  # validation metric (mean over tasks) for best checkpoint and early stopping
-    early_stopping_patience: int | None = None  # validations without improvement before stopping
-    checkpoint_dir: str | Path | None = None  # best model saved here with model.save; None keeps it in memory
-    restore_best: bool = True
-    unfreeze_every: int | None = None  # with gradual unfreezing: steps per stage (None: one stage per epoch)
-    show_progress_bar: bool = False
+    epochs: int = _setting(3, "passes over the training data")
+    lr: float = _setting(5e-5, "encoder learning rate")
+    head_lr: float | None = _setting(1e-3, "task-head learning rate: fresh heads learn faster than pretrained "
+                                           "layers; None = lr")
+    weight_decay: float = _setting(0.01, "AdamW weight decay (biases and norm weights are not decayed)")
+    layer_decay: float | None = _setting(None, "layer-wise learning-rate decay, e.g. 0.8: each encoder layer "
+                                               "learns this factor slower than the one above; None = off")
+    warmup_ratio: float = _setting(0.1, "linear warm-up over this share of steps, then linear decay to 0")
+    max_grad_norm: float | None = _setting(1.0, "clip the gradient norm to this; None = no clipping")
+    loss_weighting: str = _setting("sum", "how task losses add up: sum | static | uncertainty "
+                                          "(see helpers.weighting)")
+    task_weights: dict[str, float] = field(default_factory=dict, metadata={
+        "help": 'one weight per task for "static", e.g. {"topic": 0.7, "sentiment": 1.4}'})
+    seed: int = _setting(42, "seeds dropout (and in python -m helpers.train the heads, the shuffling and the "
+                             "90/10 split), so a run repeats")
+    device: str = _setting("auto", "auto (cuda > mps > cpu), cpu, cuda, mps; under torchrun each process "
+                                   "takes GPU LOCAL_RANK")
+    precision: str = _setting("auto", "auto | fp32 | bf16 | fp16 (see helpers.precision)")
+    eval_every: int | None = _setting(None, "also validate every n steps (always at each epoch's end)")
+    log_every: int = _setting(10, "training rows in the history every n steps")
+    metric: str = _setting("macro_f1", "validation metric (mean over tasks) for the best checkpoint and "
+                                       "early stopping: macro_f1 | accuracy")
+    early_stopping_patience: int | None = _setting(None, "validations without improvement before stopping; "
+                                                         "None = never stop early")
+    checkpoint_dir: str | Path | None = _setting(None, "best model saved here with model.save; None keeps it "
+                                                       "in memory")
+    restore_best: bool = _setting(True, "load the best validated weights back at the end")
+    unfreeze_every: int | None = _setting(None, "with gradual unfreezing (train's unfreezing argument): steps "
+                                                "per stage; None = one stage per epoch")
+    show_progress_bar: bool = _setting(False, "a progress bar over each epoch's batches")
 
     def __post_init__(self) -> None:
         """Refuse settings that would train silently into NaN or climb the loss."""
@@ -131,7 +150,9 @@ def evaluate(model: nn.Module, loader, device: str | torch.device | None = None,
     """Per task: loss, accuracy, macro-F1, confusion matrix (rows: true, columns: predicted), count.
 
     Only labelled rows count. Runs like ``encode`` (eval mode, no autograd, the model's mode and device
-    restored afterwards, also on error) under the autocast training uses for ``precision``.
+    restored afterwards, also on error) under the autocast training uses for ``precision``. Under torchrun
+    every rank calls it on its own share of the rows; the counts are summed over ranks, so every rank gets
+    the metrics of all the rows.
     """
     confusion = {task: np.zeros((len(labels), len(labels)), dtype=np.int64) for task, labels in model.tasks.items()}
     loss_sum = {task: torch.zeros(()) for task in model.tasks}
@@ -144,6 +165,8 @@ def evaluate(model: nn.Module, loader, device: str | torch.device | None = None,
                 loss_sum[task] += F.cross_entropy(values.float(), labels, reduction="sum").cpu()
                 pairs = torch.stack([labels, values.argmax(dim=-1)]).cpu().numpy()
                 np.add.at(confusion[task], (pairs[0], pairs[1]), 1)
+    confusion = {task: distributed.sum_over_ranks(torch.from_numpy(m)).numpy() for task, m in confusion.items()}
+    loss_sum = {task: distributed.sum_over_ranks(value) for task, value in loss_sum.items()}
     results = {}
     for task, matrix in confusion.items():
         n = int(matrix.sum())
@@ -169,20 +192,22 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, 
 
     Only the forward pass runs under autocast (``dtype``); the loss is taken in float32, and the backward
     pass, clipping and the optimizer step update the float32 weights. Raises FloatingPointError when the
-    loss or an updated weight is not finite.
+    loss or an updated weight is not finite. Under DDP (``model`` wrapped by ``distributed.wrap``) the ranks
+    skip a step only together: a rank without labels still joins the others' gradient all-reduce.
     """
     device = module_device(model)
     with autocast(device, dtype):
         logits = model(to_device(batch["input_ids"], device), to_device(batch["attention_mask"], device))
     losses = task_losses(logits, batch["labels"])
-    if not losses:
+    if not distributed.any_rank(bool(losses)):
         return None
-    total = weighting(losses)
+    total = distributed.connect_outputs(weighting(losses), logits)
     if not torch.isfinite(total):  # before the update, so the weights stay as they were
         raise FloatingPointError(f"the loss became {total.item()}")
     scaler = scaler or grad_scaler(device, None)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(total).backward()
+    distributed.average_gradients(weighting.parameters())  # DDP averages the model's gradients, not these
     if max_grad_norm is not None:
         scaler.unscale_(optimizer)  # clip the true gradients, not fp16-scaled ones
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
@@ -191,6 +216,8 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, 
     updated = [p for group in optimizer.param_groups for p in group["params"]]
     if not torch.isfinite(torch.stack(torch._foreach_norm(updated))).all():
         raise FloatingPointError("a weight became non-finite after the update")
+    if not losses:
+        return None
     kept = labelled({task: values.detach() for task, values in logits.items()}, batch["labels"])
     return StepResult(losses={**{t: loss.detach() for t, loss in losses.items()}, "total": total.detach()},
                       correct={t: (values.argmax(-1) == target).sum() for t, (values, target) in kept.items()},
@@ -226,7 +253,11 @@ def make_optimizer(model: nn.Module, weighting: LossWeighting, config: TrainConf
 
 class BestCheckpoint:
     """Keeps the best model seen by validation (in memory, or saved to ``directory``) and decides early
-    stopping: stop after ``patience`` validations in a row without a better score."""
+    stopping: stop after ``patience`` validations in a row without a better score.
+
+    Under torchrun every rank gets the same scores (``evaluate`` sums over ranks), so all stop together;
+    only rank 0 writes ``directory``, and at the end it passes the weights it reads back to the others.
+    """
 
     def __init__(self, patience: int | None = None, directory: str | Path | None = None) -> None:
         self.patience, self.directory = patience, directory
@@ -237,7 +268,7 @@ class BestCheckpoint:
         if score > self.score:
             self.score, self.stale = score, 0
             if self.directory is not None:
-                model.save(self.directory)
+                distributed.save_on_main(model, self.directory)
             else:
                 self.state = {name: value.detach().clone() for name, value in model.state_dict().items()}
         else:
@@ -248,8 +279,12 @@ class BestCheckpoint:
         """Load the best weights back into ``model`` (nothing happens before the first validation)."""
         if self.score == -math.inf:
             return
-        best = type(model).load(self.directory).state_dict() if self.directory is not None else self.state
-        model.load_state_dict(best)
+        if self.directory is None:
+            model.load_state_dict(self.state)
+        else:
+            if distributed.is_main():
+                model.load_state_dict(type(model).load(self.directory).state_dict())
+            distributed.copy_from_main(model)  # the other ranks may run on machines without that disk
 
 
 class History:
@@ -321,13 +356,15 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
 
     The best validation checkpoint is kept and, with ``restore_best``, loaded back at the end.
     ``unfreezing`` unfreezes one more component per epoch (or every ``config.unfreeze_every`` steps).
+    Under torchrun it trains data-parallel: give each rank its share (``distributed.make_loader``).
     """
     config = config or TrainConfig()
     if len(train_loader) == 0:
         raise ValueError("train_loader is empty: give it at least one batch of labelled sentences")
-    set_seed(config.seed)
+    set_seed(config.seed + distributed.rank())  # under torchrun, each rank draws its own dropout masks
     device = pick_device(config.device)
     model.to(device).train()
+    parallel = distributed.wrap(model, gradual_unfreezing=unfreezing is not None)  # DDP under torchrun
     dtype = autocast_dtype(config.precision, device, training=True)
     scaler = grad_scaler(device, dtype)
     weighting = make_weighting(config.loss_weighting, list(model.tasks), config.task_weights).to(device)
@@ -345,7 +382,7 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
             set_learning_rates(optimizer, lr_factor(step, total_steps, warmup))
             step += 1
             try:
-                history.add(train_step(model, batch, optimizer, weighting, dtype, scaler, config.max_grad_norm))
+                history.add(train_step(parallel, batch, optimizer, weighting, dtype, scaler, config.max_grad_norm))
             except FloatingPointError as error:
                 raise FloatingPointError(f"{error} at epoch {epoch}, step {step}; lower the learning rate or "
                                          "check the batch for bad inputs") from None
@@ -357,7 +394,7 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
                 stop = best.update(model, history.log_val(epoch, step, results))
             if stop:
                 break
-        if history.steps_with_labels == 0:
+        if not distributed.any_rank(history.steps_with_labels > 0):
             raise ValueError("no batch of train_loader carried a label for any task: check the label columns")
         if stop:
             break

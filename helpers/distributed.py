@@ -1,0 +1,176 @@
+"""Data-parallel training with PyTorch DistributedDataParallel (DDP), launched by ``torchrun``.
+
+``torchrun`` starts one process (a *rank*) per GPU, or several on a CPU, on one or more machines, and
+tells each its ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``. Every rank holds a full copy of the model and
+trains on its own share of each epoch; DDP averages the gradients during the backward pass, so every copy
+takes the same step. In a single process (no process group) every function here is a no-op, so ``train``
+runs the same code with or without torchrun. See the README, "Beyond one machine".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler, Subset
+
+from . import data
+from .data import Collator, LengthGroupedBatches, SentenceDataset
+from .utils import check_batch_size, module_device, pick_device
+
+
+def is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    """Rank 0 logs, shows progress and writes files; the other ranks only compute."""
+    return rank() == 0
+
+
+def setup(device: str = "auto") -> None:
+    """Join the process group that torchrun describes in the environment; nothing without torchrun.
+
+    NCCL when training on GPUs (each rank on GPU ``LOCAL_RANK`` of its machine), gloo on CPUs.
+    """
+    if "WORLD_SIZE" not in os.environ or is_distributed():
+        return
+    on_gpu = pick_device(device).type == "cuda"
+    if on_gpu:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    dist.init_process_group("nccl" if on_gpu else "gloo")
+
+
+def teardown() -> None:
+    if is_distributed():
+        dist.destroy_process_group()
+
+
+def wrap(model: nn.Module, gradual_unfreezing: bool = False) -> nn.Module:
+    """``model`` in DDP when there is a process group (its start is copied from rank 0); else ``model``.
+
+    DDP waits for every trainable parameter's gradient at each backward pass: ``train_step`` makes every
+    head take part (``connect_outputs``) and the backbones load without an unused pooler, so there is no
+    need for ``find_unused_parameters``.
+    """
+    if not is_distributed():
+        return model
+    if gradual_unfreezing:
+        raise ValueError("gradual unfreezing cannot run under torchrun: DDP synchronises only the parameters "
+                         "that are trainable when it wraps the model; freeze once before training instead")
+    device = module_device(model)
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+
+def connect_outputs(loss: torch.Tensor, outputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``loss`` plus 0 x every output under DDP: a head whose task has no label in this rank's batch
+    still gets a (zero) gradient, which DDP's all-reduce waits for. ``loss`` itself in a single process."""
+    if not is_distributed():
+        return loss
+    return loss + 0.0 * sum(values.float().sum() for values in outputs.values())
+
+
+def _reduction_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of ``values`` over all ranks, on every rank (``values`` itself in one process)."""
+    if not is_distributed():
+        return values
+    total = values.to(_reduction_device())
+    dist.all_reduce(total)
+    return total.to(values.device)
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` holds on at least one rank: every rank gets the same answer, so all decide alike."""
+    return bool(sum_over_ranks(torch.tensor(int(flag))).item())
+
+
+def average_gradients(parameters: Iterable[nn.Parameter]) -> None:
+    """Average the gradients of parameters outside DDP (the learned loss weights) over all ranks, as DDP
+    does for the model's, so every rank applies the same update. A missing gradient counts as zero."""
+    if not is_distributed():
+        return
+    for parameter in parameters:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+        dist.all_reduce(parameter.grad)
+        parameter.grad /= world_size()
+
+
+def save_on_main(model: nn.Module, directory) -> None:
+    """Rank 0 saves; the others wait for it, so a later step can rely on the files being complete."""
+    if is_main():
+        model.save(directory)
+    if is_distributed():
+        dist.barrier()
+
+
+def copy_from_main(model: nn.Module) -> None:
+    """Overwrite every rank's weights with rank 0's (rank 0 may have read them from its own disk)."""
+    if is_distributed():
+        for tensor in model.state_dict().values():
+            synced = tensor.to(_reduction_device())
+            dist.broadcast(synced, src=0)
+            tensor.copy_(synced)
+
+
+class ShardedLengthGroupedBatches(Sampler[list[int]]):
+    """One rank's batches: its share of each epoch, grouped by length like ``LengthGroupedBatches``.
+
+    Each epoch every rank draws the same permutation (from ``seed`` + the epoch number) and takes every
+    ``world_size``-th row of it; the permutation wraps around so all shares are equally long. Equal shares
+    mean every rank takes the same number of steps, which DDP needs: a rank that stopped early would leave
+    the others waiting at their next all-reduce.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, rank: int, world_size: int) -> None:
+        self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.share = -(-len(self.lengths) // world_size)
+
+    def __len__(self) -> int:
+        return -(-self.share // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1  # each pass over the loader is the next epoch, on every rank alike
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        mine = [order[i % len(order)] for i in range(self.rank, self.share * self.world_size, self.world_size)]
+        for batch in LengthGroupedBatches([self.lengths[i] for i in mine], self.batch_size, generator):
+            yield [mine[i] for i in batch]
+
+
+def make_loader(frame: pd.DataFrame, tokenize: Callable[[list[str]], dict[str, torch.Tensor]],
+                tasks: Mapping[str, Sequence[str]], batch_size: int = 32, shuffle: bool = False, seed: int = 0
+                ) -> DataLoader:
+    """``helpers.data.make_loader`` in a single process; under torchrun, this rank's share of ``frame``.
+
+    Training (``shuffle``) shares come from ``ShardedLengthGroupedBatches``. Evaluation shares are every
+    ``world_size``-th row, without padding: ``evaluate`` sums its counts over ranks, so each row counts once.
+    """
+    if not is_distributed():
+        return data.make_loader(frame, tokenize, tasks, batch_size, shuffle, seed)
+    check_batch_size(batch_size)
+    dataset = SentenceDataset(frame, tasks)
+    if shuffle:
+        lengths = [len(text) for text in dataset.texts]
+        sampler = ShardedLengthGroupedBatches(lengths, batch_size, seed, rank(), world_size())
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(tokenize))
+    share = Subset(dataset, range(rank(), len(dataset), world_size()))
+    return DataLoader(share, batch_size=batch_size, collate_fn=Collator(tokenize))
