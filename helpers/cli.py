@@ -1,0 +1,224 @@
+"""``python -m helpers.train``: train a MultiTaskSentenceTransformer on your own labelled CSV.
+
+The same command runs in one process or, under ``torchrun``, data-parallel over several GPUs or machines
+(see ``helpers.distributed`` and the README, "Beyond one machine"). Every ``TrainConfig`` field is a flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import tempfile
+import typing
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import distributed
+from .backbone import DEFAULT_MODEL
+from .data import load_corpus
+from .multitask import MultiTaskSentenceTransformer, _holds_saved_model, check_tasks
+from .pooling import POOLING_MODES
+from .training import TrainConfig, evaluate, train
+from .utils import set_seed
+
+VAL_SHARE = 0.1  # of the rows, when the CSV has no split column
+
+
+def _optional(kind: type) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names it in errors: "invalid float value: 'x'"
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {value}")
+    return value
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"a\": 1}}', got {text!r}")
+    return value
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (``head_lr`` -> ``--head-lr``), typed and explained by the field."""
+    group = parser.add_argument_group("training (helpers.TrainConfig)", "'none' sets an optional value to None")
+    hints = typing.get_type_hints(TrainConfig)
+    for field in dataclasses.fields(TrainConfig):
+        hint = hints[field.name]
+        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        options = {"default": default, "help": field.metadata["help"] + " (default: %(default)s)"}
+        if hint is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hint) is dict:
+            options["type"] = _json_object
+        elif type(None) in typing.get_args(hint):
+            options["type"] = _optional(typing.get_args(hint)[0])
+        else:
+            options["type"] = hint
+        group.add_argument("--" + field.name.replace("_", "-"), **options)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.train",
+        description="Train a MultiTaskSentenceTransformer on a labelled CSV. Under torchrun "
+                    "(torchrun --nproc-per-node N -m helpers.train ...) it trains data-parallel.")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="CSV with a text column, one column per task (labels; empty = missing) and "
+                             "optionally split (train/val/test; without it: a seeded 90/10 train/val split)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="folder for the model, history.csv and metrics.json: new, empty, or holding a model "
+                             "saved earlier (which is replaced)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="backbone: a Hugging Face name or a local folder (default: %(default)s)")
+    parser.add_argument("--tasks", type=_json_object,
+                        help='task spec as JSON, e.g. \'{"topic": ["world", "sports"], "sentiment": [...]}\'; '
+                             "default: every column but text and split, with the labels found in it (sorted)")
+    parser.add_argument("--batch-size", type=_positive_int, default=32,
+                        help="sentences per step and process; under torchrun, N processes take N x this per "
+                             "step (default: %(default)s)")
+    parser.add_argument("--pooling", choices=POOLING_MODES, default="mean",
+                        help="token vectors -> sentence vector (default: %(default)s)")
+    parser.add_argument("--max-seq-length", type=_positive_int, help="truncate sentences to this many tokens "
+                                                           "(default: the model's own limit)")
+    _add_config_flags(parser)
+    parser.set_defaults(show_progress_bar=sys.stdout.isatty())
+    return parser
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig the flags describe; its own checks reject bad values."""
+    return TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
+
+
+def infer_tasks(path: Path, header: Sequence[str], rows: pd.DataFrame) -> dict[str, list[str]]:
+    """Every column but text and split is a task; its labels are the non-empty values found in it, sorted."""
+    tasks = {name: sorted({value for value in rows[position] if isinstance(value, str) and value})
+             for position, name in enumerate(header) if name not in ("text", "split")}
+    if not tasks:
+        raise ValueError(f"{path} has no task column; next to text (and split), give each task a column of labels")
+    for name, labels in tasks.items():
+        if len(labels) < 2:
+            raise ValueError(f"{path}, column {name!r} holds {len(labels)} distinct label(s) {labels}; a task needs "
+                             "at least 2. Drop a column that is not a task, or name the tasks with --tasks")
+    return tasks
+
+
+def read_labelled_csv(path: Path, tasks: Mapping[str, Sequence[str]] | None = None, seed: int = 42
+                      ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """The CSV as ``load_corpus`` returns it, checked by it (so with its errors), and the task spec.
+
+    Without ``tasks`` they come from the columns (``infer_tasks``). Without a split column, the rows are
+    checked as if it said "train" everywhere, then get a seeded 90/10 train/val split.
+    """
+    path = Path(path)
+    try:
+        rows = pd.read_csv(path, header=None, dtype=str, keep_default_na=False, encoding="utf-8")
+    except (OSError, ValueError):
+        load_corpus(path, {})  # raises load_corpus's explanation (missing, not UTF-8, empty, not CSV)
+        raise
+    header, body = rows.iloc[0].tolist(), rows.iloc[1:]
+    tasks = check_tasks(tasks) if tasks is not None else infer_tasks(path, header, body)
+    if "split" in header:
+        return load_corpus(path, tasks), tasks
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder) / path.name
+        rows.assign(split=["split"] + ["train"] * len(body)).to_csv(copy, header=False, index=False)
+        try:
+            frame = load_corpus(copy, tasks)
+        except ValueError as error:
+            raise ValueError(str(error).replace(str(copy), str(path))) from None
+    val_rows = np.random.default_rng(seed).permutation(len(frame))[:max(1, round(VAL_SHARE * len(frame)))]
+    frame.loc[val_rows, "split"] = "val"
+    return frame, tasks
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse, before any training, a folder that ``model.save`` would refuse after it."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; pass a folder")
+    if out.is_dir() and any(out.iterdir()) and not _holds_saved_model(out):
+        raise FileExistsError(f"--out {out} is not empty and does not hold a saved model; pass a new or empty "
+                              "folder (nothing was written)")
+
+
+def summary(results: dict[str, dict], tasks: Mapping[str, Sequence[str]]) -> dict[str, dict]:
+    """``evaluate``'s results as JSON: NaN (a task without labels) becomes null."""
+    def number(value: float) -> float | None:
+        return None if math.isnan(value) else value
+
+    return {task: {"n": r["n"], "loss": number(r["loss"]), "accuracy": number(r["accuracy"]),
+                   "macro_f1": number(r["macro_f1"]), "labels": list(tasks[task]), "confusion": r["confusion"].tolist()}
+            for task, r in results.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = train_config(args)
+        check_out_dir(args.out)
+        frame, tasks = read_labelled_csv(args.data, args.tasks, config.seed)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    splits = {split: rows for split, rows in frame.groupby("split")}
+    for split in ("train", "val"):
+        if split not in splits:
+            parser.error(f"{args.data} has no {split!r} row; mark some rows {split!r} in its split column, or drop "
+                         "the column for a seeded 90/10 train/val split")
+    distributed.setup(config.device)
+    try:
+        run(args, config, splits, tasks)
+    finally:
+        distributed.teardown()
+
+
+def run(args: argparse.Namespace, config: TrainConfig, splits: dict[str, pd.DataFrame],
+        tasks: dict[str, list[str]]) -> None:
+    """Train on this rank's share; rank 0 reports and writes ``args.out``."""
+    if not distributed.is_main():
+        warnings.simplefilter("ignore")  # one copy of each warning, from rank 0
+    config.show_progress_bar = config.show_progress_bar and distributed.is_main()
+    set_seed(config.seed)  # the same heads on every rank (DDP copies rank 0's anyway)
+    model = MultiTaskSentenceTransformer(tasks, args.model, pooling=args.pooling)
+    if args.max_seq_length is not None:
+        model.encoder.max_seq_length = args.max_seq_length
+    loaders = {split: distributed.make_loader(rows, model.tokenize, tasks, args.batch_size, shuffle=split == "train",
+                                              seed=config.seed) for split, rows in splits.items()}
+    report(", ".join(f"{len(rows)} {split}" for split, rows in splits.items()) + " sentences; tasks "
+           + ", ".join(f"{task} ({len(labels)} labels)" for task, labels in tasks.items())
+           + f"; {distributed.world_size()} process(es), batch {args.batch_size} each")
+    history = train(model, loaders["train"], loaders["val"], config)
+    metrics = {split: summary(evaluate(model, loaders[split], precision=config.precision), tasks)
+               for split in ("val", "test") if split in loaders}
+    if distributed.is_main():
+        model.save(args.out)
+        history.to_csv(args.out / "history.csv", index=False)
+        (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    for split, results in metrics.items():
+        for task, r in results.items():
+            scores = f"accuracy {r['accuracy']:.3f}  macro_f1 {r['macro_f1']:.3f}" if r["n"] else "no labels"
+            report(f"{split:>5} {task:<12} {scores}  (n={r['n']})")
+    report(f"wrote {args.out}: the model, history.csv, metrics.json")
+
+
+def report(line: str) -> None:
+    if distributed.is_main():
+        print(line, flush=True)
