@@ -14,7 +14,14 @@ from tqdm.auto import tqdm
 
 from .backbone import DEFAULT_MODEL, load_backbone
 from .pooling import check_pooling, pool
-from .utils import as_text_list, autocast_dtype, check_batch_size, inference_state, to_device
+from .utils import (
+    as_text_list,
+    autocast_dtype,
+    check_batch_size,
+    check_device,
+    inference_state,
+    to_device,
+)
 
 
 class SentenceTransformer(nn.Module):
@@ -36,7 +43,7 @@ class SentenceTransformer(nn.Module):
         # DistilBERT, for one, takes no token_type_ids.
         self._takes_token_type_ids = "token_type_ids" in inspect.signature(self.backbone.forward).parameters
         if device is not None:
-            self.to(device)
+            self.to(check_device(device))
 
     @property
     def device(self) -> torch.device:

@@ -70,22 +70,64 @@ def as_text_list(sentences: object) -> tuple[list[str], bool]:
     return list(sentences), False
 
 
+def is_positive_int(value: object) -> bool:
+    """An int >= 1; bools are refused, though Python counts them as ints."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def check_batch_size(batch_size: int) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_positive_int(batch_size):
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
     return batch_size
 
 
+def _available(kind: str) -> bool:
+    """Whether this torch build sees a device of this kind."""
+    if kind == "cpu":
+        return True
+    if kind == "mps":
+        return torch.backends.mps.is_available()
+    backend = getattr(torch, kind, None)  # torch.cuda, torch.xpu, ...
+    return callable(getattr(backend, "is_available", None)) and backend.is_available()
+
+
+def check_device(device: str | torch.device | int) -> torch.device:
+    """The device, if this machine can compute on it; checked before a model moves, so a bad name never
+    leaves a model half-moved (``meta`` holds no data: moving there would discard the weights).
+    """
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device, int)):
+        raise ValueError("device must be a str such as 'cuda:1', a torch.device or a GPU index, "
+                         f"got {type(device).__name__} ({device!r})")
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"torch cannot use device {device!r} ({error}); use e.g. 'cpu', 'cuda', 'cuda:1' "
+                         "or 'mps'") from None
+    if parsed.type == "meta":
+        raise ValueError("device 'meta' holds no data, so a model moved there loses its weights; "
+                         "use 'cpu', 'cuda' or 'mps'")
+    if not _available(parsed.type):
+        raise ValueError(f"device {device!r} is not available: torch {torch.__version__} sees no {parsed.type} "
+                         "device on this machine; use 'cpu'")
+    count = getattr(getattr(torch, parsed.type, None), "device_count", None)
+    if parsed.type != "cpu" and parsed.index is not None and callable(count) and parsed.index >= count():
+        raise ValueError(f"device {device!r} does not exist: this machine has {count()} {parsed.type} device(s), "
+                         "numbered from 0")
+    return parsed
+
+
 @contextlib.contextmanager
 def inference_state(module: nn.Module, device: str | torch.device | None = None) -> Iterator[torch.device]:
-    """Eval mode, no autograd, optionally on another device; the module's mode and device come back after."""
+    """Eval mode, no autograd, optionally on another device; the module's mode and device come back
+    afterwards, also when the move or the work fails.
+    """
     was_training = module.training
     home = module_device(module)
-    target = home if device is None else torch.device(device)
-    module.eval()
-    if target != home:
-        module.to(target)
+    target = home if device is None else check_device(device)
     try:
+        module.eval()
+        if target != home:
+            module.to(target)
         with torch.inference_mode():
             yield target
     finally:
