@@ -20,6 +20,7 @@ from .utils import (
     check_batch_size,
     check_device,
     inference_state,
+    is_positive_int,
     to_device,
 )
 
@@ -36,9 +37,12 @@ class SentenceTransformer(nn.Module):
                  max_seq_length: int | None = None) -> None:
         super().__init__()
         self.pooling = check_pooling(pooling)
+        if max_seq_length is not None and not is_positive_int(max_seq_length):
+            raise ValueError(f"max_seq_length must be None (the model's own limit) or an int >= 1, "
+                             f"got {max_seq_length!r}")
         self.model_name = str(model_name)
         self.backbone, self.tokenizer, default_length = load_backbone(model_name, random_weights)
-        self.max_seq_length = max_seq_length or default_length
+        self.max_seq_length = default_length if max_seq_length is None else max_seq_length
         self.embedding_dim: int = self.backbone.config.hidden_size
         # DistilBERT, for one, takes no token_type_ids.
         self._takes_token_type_ids = "token_type_ids" in inspect.signature(self.backbone.forward).parameters
