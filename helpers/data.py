@@ -14,6 +14,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .utils import check_batch_size
+
 TASKS: dict[str, list[str]] = {
     "topic": ["world", "sports", "business", "sci_tech"],  # the four AG News classes
     "sentiment": ["negative", "positive"],  # as in SST-2
@@ -39,8 +41,20 @@ def load_corpus(path: str | Path = CORPUS_PATH, tasks: Mapping[str, Sequence[str
     except UnicodeDecodeError as error:
         raise ValueError(f"{path} is not UTF-8 (byte {error.start}: {error.object[error.start:error.start + 4]!r}); "
                          "save the file with UTF-8 encoding") from None
-    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     required = ["text", "split", *tasks]
+    try:
+        # header=None: a row with more fields than the header is an error, not a silently made index.
+        rows = pd.read_csv(io.StringIO(text), header=None, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty; it needs a header line such as {','.join(required)!r} "
+                         "and one row per sentence") from None
+    except pd.errors.ParserError as error:
+        raise ValueError(f"{path} is not valid CSV ({str(error).strip()}); a field that holds a comma or "
+                         'a quote must be wrapped in double quotes, with each quote inside it doubled ("")') from None
+    header = rows.iloc[0]
+    if header.duplicated().any():
+        raise ValueError(f"{path} repeats column(s) {sorted(set(header[header.duplicated()]))} in its header")
+    frame = rows.iloc[1:].set_axis(header.tolist(), axis=1).reset_index(drop=True)
     missing = [column for column in required if column not in frame.columns]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}; found {list(frame.columns)}, required {required}")
@@ -131,6 +145,7 @@ def make_loader(frame: pd.DataFrame, tokenize: Callable[[list[str]], dict[str, t
     """A DataLoader over ``frame``. With ``shuffle``, batches are random but group sentences of similar
     length (see LengthGroupedBatches), drawn from a generator seeded with ``seed`` so runs repeat exactly.
     """
+    check_batch_size(batch_size)
     dataset = SentenceDataset(frame, tasks)
     if not shuffle:
         return DataLoader(dataset, batch_size=batch_size, collate_fn=Collator(tokenize))
