@@ -6,6 +6,7 @@ Explained in notebook 02.
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,11 +19,23 @@ from torch import nn
 
 from .backbone import DEFAULT_MODEL
 from .embedder import SentenceTransformer
-from .utils import as_text_list, autocast_dtype, check_batch_size, inference_state, to_device
+from .utils import (
+    as_text_list,
+    autocast_dtype,
+    check_batch_size,
+    check_device,
+    inference_state,
+    is_positive_int,
+    to_device,
+)
 
 FORMAT = "helpers.MultiTaskSentenceTransformer"
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, BACKBONE_DIR = "config.json", "model.safetensors", "backbone"
+RESERVED_TASK_NAMES = {"text": "predict() returns the sentences in a column of that name",
+                       "split": "the corpus CSV holds the train/val/test split in a column of that name"}
+# The heads live in an nn.ModuleDict, so a task may not take the name of one of its attributes.
+_MODULE_DICT_ATTRIBUTES = frozenset(dir(nn.ModuleDict()))
 
 
 def check_tasks(tasks: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
@@ -34,6 +47,11 @@ def check_tasks(tasks: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"task name {name!r} must be a Python identifier (letters, digits, _), "
                              "since it names a head and the columns of predict()")
+        if name in RESERVED_TASK_NAMES:
+            raise ValueError(f"task name {name!r} is reserved: {RESERVED_TASK_NAMES[name]}; rename the task")
+        if name in _MODULE_DICT_ATTRIBUTES:
+            raise ValueError(f"task name {name!r} is reserved: the heads live in an nn.ModuleDict, which has an "
+                             f"attribute {name!r}; rename the task")
         if isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) < 2:
             raise ValueError(f"task {name!r} needs a list of at least 2 labels, got {labels!r}")
         if not all(isinstance(label, str) and label for label in labels):
@@ -42,6 +60,11 @@ def check_tasks(tasks: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
         if duplicates:
             raise ValueError(f"task {name!r} lists label(s) {duplicates} more than once")
         checked[name] = list(labels)
+    for name in checked:
+        owner = name.removesuffix("_prob")
+        if owner != name and owner in checked:
+            raise ValueError(f"task name {name!r} clashes with task {owner!r}: predict() puts {owner!r}'s "
+                             f"probabilities in a column named {name!r}; rename one of them")
     return checked
 
 
@@ -62,18 +85,23 @@ class MultiTaskSentenceTransformer(nn.Module):
 
     def __init__(self, tasks: Mapping[str, Sequence[str]], model_name: str | Path = DEFAULT_MODEL,
                  pooling: str = "mean", dropout: float = 0.1, hidden_dim: int | None = None,
-                 device: str | torch.device | None = None, *, random_weights: bool = False) -> None:
+                 device: str | torch.device | None = None, *, random_weights: bool = False,
+                 max_seq_length: int | None = None) -> None:
         super().__init__()
         self.tasks = check_tasks(tasks)
-        if not 0.0 <= dropout < 1.0:
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.encoder = SentenceTransformer(model_name, pooling, random_weights=random_weights)
+        if hidden_dim is not None and not is_positive_int(hidden_dim):
+            raise ValueError(f"hidden_dim must be None (a linear head) or an int >= 1 (the width of an MLP head), "
+                             f"got {hidden_dim!r}")
+        self.encoder = SentenceTransformer(model_name, pooling, random_weights=random_weights,
+                                           max_seq_length=max_seq_length)
         self.hidden_dim = hidden_dim
         self.dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleDict({task: make_head(self.encoder.embedding_dim, len(labels), hidden_dim, dropout)
                                     for task, labels in self.tasks.items()})
         if device is not None:
-            self.to(device)
+            self.to(check_device(device))
 
     @property
     def device(self) -> torch.device:
@@ -161,7 +189,7 @@ class MultiTaskSentenceTransformer(nn.Module):
             model.load_state_dict(state, strict=True)
         except RuntimeError as error:
             raise ValueError(f"{weights_path} does not match {directory / CONFIG_FILE}: {error}") from None
-        return model.to(device) if device is not None else model
+        return model.to(check_device(device)) if device is not None else model
 
 
 def _holds_saved_model(directory: Path) -> bool:
