@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import secrets
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 
 from .backbone import DEFAULT_MODEL
 from .embedder import SentenceTransformer
@@ -32,6 +35,7 @@ from .utils import (
 FORMAT = "helpers.MultiTaskSentenceTransformer"
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, BACKBONE_DIR = "config.json", "model.safetensors", "backbone"
+CONFIG_KEYS = ("tasks", "pooling", "dropout", "hidden_dim", "backbone", "max_seq_length")
 RESERVED_TASK_NAMES = {"text": "predict() returns the sentences in a column of that name",
                        "split": "the corpus CSV holds the train/val/test split in a column of that name"}
 # The heads live in an nn.ModuleDict, so a task may not take the name of one of its attributes.
@@ -151,23 +155,36 @@ class MultiTaskSentenceTransformer(nn.Module):
     def save(self, directory: str | Path) -> Path:
         """Write ``model.safetensors``, ``config.json`` and ``backbone/`` (its config and tokenizer).
 
-        Refuses a non-empty folder that does not already hold a saved model, so nothing else is
-        overwritten. Files are written to a temporary name first, then moved into place.
+        The model is written into a temporary folder beside ``directory`` and swapped in by renames, so a
+        failed save leaves ``directory`` as it was: absent, or holding the previous model. Refuses a file
+        or a non-empty folder that does not hold a saved model, so nothing else is overwritten.
         """
         directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise FileExistsError(f"{directory} is a file, not a folder; save to a new or empty folder "
+                                  "(nothing was written)")
         if directory.is_dir() and any(directory.iterdir()) and not _holds_saved_model(directory):
             raise FileExistsError(f"{directory} is not empty and does not hold a saved model; "
                                   "save to a new or empty folder (nothing was written)")
-        backbone_dir = directory / BACKBONE_DIR
-        backbone_dir.mkdir(parents=True, exist_ok=True)
+        target = directory.resolve()  # through a symlink: the linked folder gets the model, the link stays
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
+        staging.mkdir()
+        try:
+            self._write(staging)
+            _swap_in(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # already gone when the swap succeeded
+        return directory
+
+    def _write(self, folder: Path) -> None:
+        backbone_dir = folder / BACKBONE_DIR
         self.encoder.backbone.config.save_pretrained(backbone_dir)
         self.encoder.tokenizer.save_pretrained(backbone_dir)
-        (backbone_dir / "sentence_bert_config.json").write_text(
-            json.dumps({"max_seq_length": self.encoder.max_seq_length}))
+        _write_json(backbone_dir / "sentence_bert_config.json", {"max_seq_length": self.encoder.max_seq_length})
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-        _replace(directory / WEIGHTS_FILE, lambda path: save_file(state, path, metadata={"format": FORMAT}))
-        _replace(directory / CONFIG_FILE, lambda path: Path(path).write_text(json.dumps(self.config(), indent=2)))
-        return directory
+        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
+        _write_json(folder / CONFIG_FILE, self.config())  # last: it marks the folder as a saved model
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device | None = None) -> MultiTaskSentenceTransformer:
@@ -177,13 +194,15 @@ class MultiTaskSentenceTransformer(nn.Module):
         weights_path = directory / WEIGHTS_FILE
         if not weights_path.is_file():
             raise FileNotFoundError(f"{weights_path} is missing; the folder holds no weights to load")
+        _check_backbone(directory / BACKBONE_DIR)
         try:
             state = load_file(weights_path)
         except (SafetensorError, OSError, ValueError) as error:
             raise ValueError(f"{weights_path} cannot be read as safetensors ({error}); the file is truncated "
                              "or not a checkpoint: save the model again") from None
         model = cls(config["tasks"], model_name=directory / BACKBONE_DIR, pooling=config["pooling"],
-                    dropout=config["dropout"], hidden_dim=config["hidden_dim"], random_weights=True)
+                    dropout=config["dropout"], hidden_dim=config["hidden_dim"], random_weights=True,
+                    max_seq_length=config["max_seq_length"])
         model.encoder.model_name = config["backbone"]
         try:
             model.load_state_dict(state, strict=True)
@@ -214,11 +233,55 @@ def _read_config(directory: Path) -> dict:
     if config.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(f"{path} has format_version {config['format_version']}; this code reads up to "
                          f"{FORMAT_VERSION}: upgrade helpers")
+    missing = [key for key in CONFIG_KEYS if key not in config]
+    if missing:
+        raise ValueError(f"{path} lacks key(s) {missing}; the file is damaged: save the model again")
     return config
 
 
-def _replace(target: Path, write) -> None:
-    """Write through a temporary file so a crash never leaves a half-written ``target``."""
-    temporary = target.with_name(target.name + ".tmp")
-    write(str(temporary))
-    os.replace(temporary, target)
+def _check_backbone(folder: Path) -> None:
+    """Refuse an incomplete ``backbone/``: without its vocabulary, transformers quietly builds a tokenizer
+    of a few special tokens that turns every word into [UNK].
+    """
+    missing = [name for name in ("config.json", "tokenizer_config.json") if not (folder / name).is_file()]
+    slow_vocabulary = _slow_vocabulary_files(folder)
+    if not (folder / "tokenizer.json").is_file() and not (
+            slow_vocabulary and all((folder / name).is_file() for name in slow_vocabulary)):
+        missing.append("tokenizer.json")
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {missing}: the backbone's config and tokenizer are rebuilt from "
+                                "these files, so the checkpoint is incomplete; save the model again")
+
+
+def _slow_vocabulary_files(folder: Path) -> list[str]:
+    """The files that can stand in for ``tokenizer.json``: the vocabulary of the tokenizer class named in
+    ``tokenizer_config.json`` (``vocab.txt`` for BERT).
+    """
+    try:
+        name = json.loads((folder / "tokenizer_config.json").read_text()).get("tokenizer_class")
+    except (OSError, ValueError, AttributeError):
+        return []
+    tokenizer_class = tokenizer_class_from_name(name) if isinstance(name, str) else None
+    names = getattr(tokenizer_class, "vocab_files_names", {})
+    return [file for key, file in names.items() if key != "tokenizer_file"]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2))
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``. An existing ``target`` is renamed aside first, deleted once the
+    new one is in place, and renamed back if that fails.
+    """
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    aside = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+    os.rename(target, aside)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(aside, target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
