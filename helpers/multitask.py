@@ -22,9 +22,9 @@ from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 
 from .backbone import DEFAULT_MODEL
 from .embedder import SentenceTransformer
+from .precision import autocast, autocast_dtype
 from .utils import (
     as_text_list,
-    autocast_dtype,
     check_batch_size,
     check_device,
     inference_state,
@@ -124,19 +124,19 @@ class MultiTaskSentenceTransformer(nn.Module):
         shared = self.dropout(self.embed(input_ids, attention_mask, token_type_ids))
         return {task: head(shared) for task, head in self.heads.items()}
 
-    def predict(self, sentences: str | Sequence[str], batch_size: int = 32, bf16: bool = True) -> pd.DataFrame:
+    def predict(self, sentences: str | Sequence[str], batch_size: int = 32, precision: str = "auto") -> pd.DataFrame:
         """One row per sentence, in input order: ``text``, then each task's label and ``<task>_prob``.
 
-        Runs in eval mode without gradients; the model's previous mode is restored. Uses bf16 autocast
-        on CUDA devices that support it, unless ``bf16=False``.
+        Runs in eval mode without gradients; the model's previous mode is restored. ``precision`` as for
+        ``SentenceTransformer.encode``: float32 on a CPU under ``auto``, bf16 or fp16 autocast on CUDA.
         """
         texts, _ = as_text_list(sentences)
         check_batch_size(batch_size)
         probabilities = {task: torch.zeros(len(texts), len(labels)) for task, labels in self.tasks.items()}
         with inference_state(self) as device:
-            precision = autocast_dtype(device, bf16)
+            dtype = autocast_dtype(precision, device, training=False)
             for positions, input_ids, attention_mask in self.encoder.length_sorted_batches(texts, batch_size):
-                with torch.autocast(device.type, dtype=precision, enabled=precision is not None):
+                with autocast(device, dtype):
                     logits = self(to_device(input_ids, device), to_device(attention_mask, device))
                 for task, values in logits.items():
                     probabilities[task][positions] = values.float().softmax(dim=-1).cpu()

@@ -32,13 +32,6 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
-def autocast_dtype(device: torch.device, bf16: bool = True) -> torch.dtype | None:
-    """bf16 autocast on CUDA devices that support it; full precision everywhere else (CPUs included)."""
-    if bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
-
-
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Copy to ``device``; to a GPU through pinned memory, without blocking, so the copy overlaps compute."""
     if device.type == "cuda":

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from helpers import POOLING_MODES, SentenceTransformer
+from helpers.precision import cpu_has_native_bf16
 
 BASES = [
     "A man is playing a guitar.", "The cat sleeps on the warm windowsill.", "Stocks slid after the rate decision.",
@@ -151,15 +152,24 @@ def test_every_pooling_works_with_tiny_architectures(tiny_model_dirs, arch, pool
     assert model(**batch).shape == (2, 32)
 
 
-def test_bf16_flag_changes_nothing_on_cpu(minilm):
-    sentences = ["The bf16 path is for GPUs.", "On a CPU both settings give the same numbers."]
-    assert np.array_equal(minilm.encode(sentences, bf16=True), minilm.encode(sentences, bf16=False))
+def test_auto_precision_on_a_cpu_is_exactly_fp32(minilm):
+    sentences = ["On a CPU, auto keeps float32.", "So the numbers match the reference exactly."]
+    assert np.array_equal(minilm.encode(sentences), minilm.encode(sentences, precision="fp32"))
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="needs a CPU with native bf16")
+def test_cpu_bf16_stays_within_cosine_0999_of_fp32(minilm):
+    sentences = fidelity_sentences()
+    fast = minilm.encode(sentences, batch_size=64, normalize_embeddings=True, precision="bf16")
+    exact = minilm.encode(sentences, batch_size=64, normalize_embeddings=True, precision="fp32")
+    assert not np.array_equal(fast, exact)  # autocast really ran
+    assert (fast * exact).sum(axis=1).min() >= 0.999
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_bf16_stays_within_cosine_0999_of_fp32(minilm):
     sentences = fidelity_sentences()
     fast = minilm.encode(sentences, device="cuda", batch_size=128, normalize_embeddings=True)
-    exact = minilm.encode(sentences, device="cuda", batch_size=128, normalize_embeddings=True, bf16=False)
+    exact = minilm.encode(sentences, device="cuda", batch_size=128, normalize_embeddings=True, precision="fp32")
     assert (fast * exact).sum(axis=1).min() >= 0.999
     assert minilm.device.type == "cpu"
