@@ -1,4 +1,4 @@
-"""Print the statistics quoted in data/README.md: counts, lengths, linear-probe accuracy.
+"""Print the statistics quoted in data/README.md: counts, lengths, cues, linear-probe accuracy.
 
     python data/describe.py
 """
@@ -8,17 +8,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from helpers import TASKS, SentenceDataset, SentenceTransformer, load_corpus
+from helpers import TASKS, SentenceDataset, SentenceTransformer, label_portions, load_corpus
 from helpers.probe import fit_linear_probe, probe_accuracy
 
 
 def main() -> None:
     corpus = load_corpus()
+    portion = label_portions(corpus)
     print(f"{len(corpus)} sentences\n")
-    print(pd.crosstab([corpus["topic"], corpus["sentiment"]], corpus["split"], margins=True).to_string(), "\n")
+    print(pd.crosstab(portion, corpus["split"], margins=True).to_string(), "\n")
+    cells = [portion, corpus["topic"].fillna("-"), corpus["sentiment"].fillna("-")]
+    print(pd.crosstab(cells, corpus["split"], margins=True).to_string(), "\n")
     words = corpus["text"].str.split().str.len()
-    print("words per sentence:", words.describe(percentiles=[0.1, 0.5, 0.9]).round(1).to_dict(), "\n")
-    print(pd.cut(words, [4, 10, 15, 20, 30, 45]).value_counts(sort=False).to_string(), "\n")
+    for name, rows in words.groupby(portion):
+        print(f"words per sentence, {name}:", rows.describe(percentiles=[0.1, 0.5, 0.9]).round(1).to_dict())
+    print()
 
     text = corpus["text"]
     cues = {
@@ -30,16 +34,19 @@ def main() -> None:
         "contrast (despite, although, but, yet)": text.str.contains(r"\b(?:despite|although|though|but|yet)\b",
                                                                     case=False),
     }
-    print(pd.DataFrame({"sentences": {name: int(hit.sum()) for name, hit in cues.items()}}).to_string(), "\n")
+    print(pd.DataFrame({name: hit.groupby(portion).sum() for name, hit in cues.items()}).T.to_string(), "\n")
 
     embeddings = SentenceTransformer().encode(corpus["text"].tolist(), batch_size=64, normalize_embeddings=True)
     train, test = (corpus["split"] == "train").to_numpy(), (corpus["split"] == "test").to_numpy()
     labels = SentenceDataset(corpus).labels
     for task, names in TASKS.items():
         y = np.array(labels[task])
-        probe = fit_linear_probe(embeddings[train], y[train], len(names))
-        print(f"linear probe on frozen mean-pooled MiniLM, {task}: test accuracy "
-              f"{probe_accuracy(probe, embeddings[test], y[test]):.3f} (chance {1 / len(names):.3f})")
+        known = y >= 0
+        probe = fit_linear_probe(embeddings[train & known], y[train & known], len(names))
+        for name in sorted(set(portion[known])):
+            rows = test & known & (portion == name).to_numpy()
+            print(f"linear probe on frozen mean-pooled MiniLM, {task}, {name} test: accuracy "
+                  f"{probe_accuracy(probe, embeddings[rows], y[rows]):.3f} (chance {1 / len(names):.3f})")
     similarity = embeddings @ embeddings.T
     np.fill_diagonal(similarity, 0.0)
     print(f"highest cosine between two different sentences: {similarity.max():.3f}")

@@ -4,7 +4,7 @@ Each module's docstring names the notebook that explains it.
 """
 
 from .backbone import DEFAULT_MODEL, load_backbone, quiet_transformers, resolve_model_path
-from .data import IGNORE_INDEX, SPLITS, TASKS, SentenceDataset, label_maps, load_corpus, make_loader
+from .data import IGNORE_INDEX, SPLITS, TASKS, SentenceDataset, label_maps, label_portions, load_corpus, make_loader
 from .embedder import SentenceTransformer
 from .freezing import freeze
 from .multitask import MultiTaskSentenceTransformer
@@ -26,6 +26,7 @@ __all__ = [
     "evaluate",
     "freeze",
     "label_maps",
+    "label_portions",
     "load_backbone",
     "load_corpus",
     "make_loader",

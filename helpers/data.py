@@ -76,6 +76,22 @@ def load_corpus(path: str | Path = CORPUS_PATH, tasks: Mapping[str, Sequence[str
     return frame[required].replace({task: {"": pd.NA} for task in tasks})
 
 
+def label_portions(frame: pd.DataFrame, tasks: Mapping[str, Sequence[str]] = TASKS) -> pd.Series:
+    """Which labels each row carries: ``aligned`` (every task), ``<task> only``, ``<a> + <b>``, or
+    ``unlabelled``. Metrics are reported per portion, since each portion is a different kind of text."""
+    present = frame[list(tasks)].notna()
+
+    def name(row: pd.Series) -> str:
+        labelled = [task for task in tasks if row[task]]
+        if len(labelled) == len(tasks):
+            return "aligned"
+        if len(labelled) == 1:
+            return f"{labelled[0]} only"
+        return " + ".join(labelled) or "unlabelled"
+
+    return present.apply(name, axis=1).rename("portion")
+
+
 def label_maps(tasks: Mapping[str, Sequence[str]] = TASKS) -> dict[str, dict[str, int]]:
     """Label -> id for each task, from the task spec (never from whatever one split happens to hold)."""
     return {task: {label: i for i, label in enumerate(labels)} for task, labels in tasks.items()}

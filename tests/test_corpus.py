@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from helpers import SPLITS, TASKS, SentenceDataset
+from helpers import SPLITS, TASKS, SentenceDataset, label_portions
 from helpers.data import CORPUS_PATH
 from helpers.probe import fit_linear_probe, probe_accuracy
 
@@ -19,20 +19,33 @@ def test_schema():
 
 def test_every_topic_sentiment_cell_has_at_least_200_sentences(corpus):
     counts = corpus.groupby(["topic", "sentiment"]).size()
-    assert len(counts) == 8 and counts.min() >= 200 and len(corpus) >= 1600
+    assert len(counts) == 8 and counts.min() >= 200 and counts.sum() >= 1600
 
 
-def test_splits_are_70_15_15_in_every_cell(corpus):
-    for _, cell in corpus.groupby(["topic", "sentiment"]):
+def test_the_non_aligned_portions_are_large_and_balanced(corpus):
+    portions = label_portions(corpus)
+    assert set(portions) == {"aligned", "sentiment only", "topic only"}
+    sentiment_only, topic_only = corpus[portions == "sentiment only"], corpus[portions == "topic only"]
+    assert len(sentiment_only) >= 1200 and len(topic_only) >= 600
+    assert sentiment_only["sentiment"].value_counts().nunique() == 1  # as many negative as positive
+    assert topic_only["topic"].value_counts().nunique() == 1 and topic_only["topic"].nunique() == 4
+
+
+def test_splits_are_70_15_15_in_every_cell_of_every_portion(corpus):
+    cells = corpus.groupby([label_portions(corpus), corpus["topic"], corpus["sentiment"]], dropna=False)
+    assert len(cells) == 8 + 2 + 4
+    for _, cell in cells:
         shares = cell["split"].value_counts(normalize=True)
         assert set(shares.index) == set(SPLITS)
         assert abs(shares["train"] - 0.70) < 0.01 and abs(shares["val"] - 0.15) < 0.01
         assert abs(shares["test"] - 0.15) < 0.01
 
 
-def test_sentence_lengths_are_5_to_45_words(corpus):
+def test_sentence_lengths(corpus):
     words = corpus["text"].str.split().str.len()
-    assert words.min() >= 5 and words.max() <= 45
+    aligned = (label_portions(corpus) == "aligned").to_numpy()
+    assert words[aligned].min() >= 5 and words[aligned].max() <= 45
+    assert words[~aligned].min() >= 3 and words[~aligned].max() <= 60
 
 
 def test_no_text_in_two_splits_even_after_normalising(corpus):
@@ -61,6 +74,7 @@ def test_a_linear_probe_on_frozen_embeddings_is_good_but_not_perfect(corpus, cor
     train, test = (corpus["split"] == "train").to_numpy(), (corpus["split"] == "test").to_numpy()
     for task, labels in TASKS.items():
         y = np.array(dataset.labels[task])
-        probe = fit_linear_probe(corpus_embeddings[train], y[train], len(labels))
-        accuracy = probe_accuracy(probe, corpus_embeddings[test], y[test])
+        known = y >= 0
+        probe = fit_linear_probe(corpus_embeddings[train & known], y[train & known], len(labels))
+        accuracy = probe_accuracy(probe, corpus_embeddings[test & known], y[test & known])
         assert 1 / len(labels) + 0.2 < accuracy < 1.0, (task, accuracy)

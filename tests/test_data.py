@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import IGNORE_INDEX, TASKS, SentenceDataset, label_maps, load_corpus, make_loader
+from helpers import IGNORE_INDEX, TASKS, SentenceDataset, label_maps, label_portions, load_corpus, make_loader
 from helpers.data import LengthGroupedBatches
 
 GOOD = "text,topic,sentiment,split\nA fine day for the home team,sports,positive,train\n"
@@ -98,3 +98,13 @@ def test_length_grouped_batches_cover_every_row_once_with_little_padding():
     random_batches = [random_order[i:i + 32] for i in range(0, 1000, 32)]
     random_padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in random_batches)
     assert padding < 0.2 * random_padding
+
+
+def test_label_portions_name_which_labels_a_row_carries():
+    frame = pd.DataFrame({"text": list("abcd"), "topic": ["world", pd.NA, "sports", pd.NA],
+                          "sentiment": ["positive", "negative", pd.NA, pd.NA]})
+    assert label_portions(frame).tolist() == ["aligned", "sentiment only", "topic only", "unlabelled"]
+    three = {**TASKS, "urgency": ["low", "high"]}
+    frame["urgency"] = ["low", "high", "high", pd.NA]
+    assert label_portions(frame, three).tolist() == ["aligned", "sentiment + urgency", "topic + urgency",
+                                                     "unlabelled"]
