@@ -12,7 +12,7 @@ import psutil
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .data import SentenceDataset, make_loader
+from .data import SentenceDataset, label_portions, make_loader
 from .freezing import GradualUnfreezing
 from .probe import fit_linear_probe
 from .training import TrainConfig, evaluate, train
@@ -63,6 +63,42 @@ def scores(results: dict[str, dict]) -> dict[str, float]:
         row[f"{task} accuracy"] = result["accuracy"]
         row[f"{task} macro-F1"] = result["macro_f1"]
     return row
+
+
+def scores_by_portion(model: nn.Module, corpus: pd.DataFrame, split: str = "test", batch_size: int = 64
+                      ) -> pd.DataFrame:
+    """Accuracy and macro-F1 of each task on each portion of ``split`` that carries its label.
+
+    Portions are different kinds of text (news with both labels, reviews with sentiment only, ...), so one
+    number over all of them would hide where a model is weak.
+    """
+    rows = corpus[corpus["split"] == split]
+    table = {}
+    for portion, part in rows.groupby(label_portions(rows, model.tasks)):
+        for task, result in evaluate(model, make_loader(part, model.tokenize, model.tasks, batch_size)).items():
+            if result["n"]:
+                table[(task, portion)] = {"accuracy": result["accuracy"], "macro-F1": result["macro_f1"],
+                                          "sentences": result["n"]}
+    return pd.DataFrame(table).T.rename_axis(["task", "portion"]).astype({"sentences": int})
+
+
+def confident_mistakes(model: nn.Module, frame: pd.DataFrame, n: int = 8) -> pd.DataFrame:
+    """Per task, the ``n`` sentences of ``frame`` the model gets wrong with the highest probability.
+
+    Low-probability errors are the expected ones; confident errors show what the model learned wrongly
+    (a cue it trusts too much, a label it cannot read, or a label in the data that is itself debatable).
+    """
+    predictions = model.predict(frame["text"].tolist())
+    portions = label_portions(frame, model.tasks).to_numpy()
+    tables = []
+    for task in model.tasks:
+        truth = frame[task].to_numpy()
+        wrong = frame[task].notna().to_numpy() & (predictions[task].to_numpy() != truth)
+        table = pd.DataFrame({"task": task, "portion": portions[wrong], "text": frame["text"].to_numpy()[wrong],
+                              "label": truth[wrong], "predicted": predictions[task].to_numpy()[wrong],
+                              "probability": predictions[f"{task}_prob"].to_numpy()[wrong]})
+        tables.append(table.nlargest(n, "probability"))
+    return pd.concat(tables, ignore_index=True)
 
 
 def run_variant(model: nn.Module, corpus: pd.DataFrame, config: TrainConfig,

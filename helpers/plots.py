@@ -120,3 +120,23 @@ def metric_curves(history: pd.DataFrame, title: str = "Validation metrics during
     fig.suptitle(title)
     fig.tight_layout()
     return axes
+
+
+def embedding_maps(maps: dict[str, np.ndarray], labels: pd.DataFrame, title: str) -> np.ndarray:
+    """A grid of 2-D scatter plots: one row per embedding space (``maps``: name -> (n, 2) points), one
+    column per label column of ``labels`` (rows without that label are left out of that column)."""
+    fig, axes = plt.subplots(len(maps), len(labels.columns), figsize=(5.2 * len(labels.columns), 4.2 * len(maps)),
+                             squeeze=False)
+    for row, (name, points) in enumerate(maps.items()):
+        for column, task in enumerate(labels.columns):
+            ax, known = axes[row, column], labels[task].notna().to_numpy()
+            for label in sorted(labels[task].dropna().unique()):
+                chosen = known & (labels[task] == label).to_numpy()
+                ax.scatter(points[chosen, 0], points[chosen, 1], s=8, alpha=0.6, label=label)
+            ax.set_title(f"{name}, coloured by {task}")
+            ax.set_xlabel("first principal component")
+            ax.set_ylabel("second principal component")
+            ax.legend(markerscale=2, fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return axes

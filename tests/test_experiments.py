@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from helpers import TASKS, MultiTaskSentenceTransformer, set_seed
-from helpers.experiments import fit_heads_on_cached_embeddings, measure, run_variant, split_loaders
+from helpers.experiments import (
+    confident_mistakes,
+    fit_heads_on_cached_embeddings,
+    measure,
+    run_variant,
+    scores_by_portion,
+    split_loaders,
+)
 from helpers.freezing import freeze
 from helpers.probe import fit_linear_probe, probe_accuracy
 from helpers.training import TrainConfig
@@ -75,3 +82,41 @@ def test_linear_probe_separates_separable_data():
     probe = fit_linear_probe(features, labels, 2)
     assert probe_accuracy(probe, features, labels) > 0.95
     assert probe_accuracy(probe, features, 1 - labels) < 0.05
+
+
+def always_predicts(model, task: str, index: int) -> None:
+    """Make ``task``'s head answer label ``index`` for every sentence, with near-certainty."""
+    head = model.heads[task]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(-10.0)
+        head.bias[index] = 10.0
+
+
+def test_scores_by_portion_score_each_task_on_each_portion_that_has_its_label(model):
+    test = CORPUS[CORPUS["split"] == "test"].copy()
+    test.loc[test.index[:2], "topic"] = pd.NA  # two sentiment-only rows (both sports)
+    test.loc[test.index[2:5], "sentiment"] = pd.NA  # three topic-only rows
+    always_predicts(model, "topic", TASKS["topic"].index("business"))
+    always_predicts(model, "sentiment", TASKS["sentiment"].index("positive"))
+    table = scores_by_portion(model, test)
+    assert set(table.index) == {("sentiment", "aligned"), ("sentiment", "sentiment only"), ("topic", "aligned"),
+                                ("topic", "topic only")}  # no sentiment score for topic-only rows, and so on
+    assert table["sentences"].to_dict() == {("sentiment", "aligned"): 3, ("sentiment", "sentiment only"): 2,
+                                            ("topic", "aligned"): 3, ("topic", "topic only"): 3}
+    assert table.loc[("topic", "topic only"), "accuracy"] == pytest.approx(2 / 3)  # business +, business -, sci_tech
+    assert table.loc[("topic", "aligned"), "accuracy"] == 0.0  # sci_tech, world, world
+    assert table.loc[("sentiment", "sentiment only"), "accuracy"] == pytest.approx(0.5)  # sports +, sports -
+    assert table.loc[("sentiment", "aligned"), "accuracy"] == pytest.approx(1 / 3)  # -, +, -
+
+
+def test_confident_mistakes_are_the_wrong_answers_with_the_highest_probability(model):
+    test = CORPUS[CORPUS["split"] == "test"]
+    always_predicts(model, "sentiment", TASKS["sentiment"].index("positive"))
+    mistakes = confident_mistakes(model, test, n=2)
+    sentiment = mistakes[mistakes["task"] == "sentiment"]
+    assert len(sentiment) == 2 and (sentiment["label"] == "negative").all()
+    assert (sentiment["predicted"] == "positive").all() and (sentiment["probability"] > 0.99).all()
+    topic = mistakes[mistakes["task"] == "topic"]
+    assert (topic["predicted"] != topic["label"]).all()
+    assert topic["probability"].is_monotonic_decreasing
