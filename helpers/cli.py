@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import sys
-import tempfile
 import typing
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -108,10 +107,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
 
 
-def infer_tasks(path: Path, header: Sequence[str], rows: pd.DataFrame) -> dict[str, list[str]]:
+def infer_tasks(path: Path, frame: pd.DataFrame) -> dict[str, list[str]]:
     """Every column but text and split is a task; its labels are the non-empty values found in it, sorted."""
-    tasks = {name: sorted({value for value in rows[position] if isinstance(value, str) and value})
-             for position, name in enumerate(header) if name not in ("text", "split")}
+    tasks = {column: sorted(set(frame[column]) - {""}) for column in frame.columns if column not in ("text", "split")}
     if not tasks:
         raise ValueError(f"{path} has no task column; next to text (and split), give each task a column of labels")
     for name, labels in tasks.items():
@@ -125,28 +123,18 @@ def read_labelled_csv(path: Path, tasks: Mapping[str, Sequence[str]] | None = No
                       ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """The CSV as ``load_corpus`` returns it, checked by it (so with its errors), and the task spec.
 
-    Without ``tasks`` they come from the columns (``infer_tasks``). Without a split column, the rows are
-    checked as if it said "train" everywhere, then get a seeded 90/10 train/val split.
+    Without ``tasks`` they come from the columns (``infer_tasks``). Without a split column, the rows get a
+    seeded 90/10 train/val split.
     """
-    path = Path(path)
-    try:
-        rows = pd.read_csv(path, header=None, dtype=str, keep_default_na=False, encoding="utf-8")
-    except (OSError, ValueError):
-        load_corpus(path, {})  # raises load_corpus's explanation (missing, not UTF-8, empty, not CSV)
-        raise
-    header, body = rows.iloc[0].tolist(), rows.iloc[1:]
-    tasks = check_tasks(tasks) if tasks is not None else infer_tasks(path, header, body)
-    if "split" in header:
-        return load_corpus(path, tasks), tasks
-    with tempfile.TemporaryDirectory() as folder:
-        copy = Path(folder) / path.name
-        rows.assign(split=["split"] + ["train"] * len(body)).to_csv(copy, header=False, index=False)
-        try:
-            frame = load_corpus(copy, tasks)
-        except ValueError as error:
-            raise ValueError(str(error).replace(str(copy), str(path))) from None
-    val_rows = np.random.default_rng(seed).permutation(len(frame))[:max(1, round(VAL_SHARE * len(frame)))]
-    frame.loc[val_rows, "split"] = "val"
+    if tasks is None:
+        load_corpus(path, {}, require_split=False)  # the file itself first: encoding, CSV, header, texts
+        tasks = infer_tasks(path, pd.read_csv(path, dtype=str, keep_default_na=False))
+    tasks = check_tasks(tasks)
+    frame = load_corpus(path, tasks, require_split=False)
+    if "split" not in frame.columns:
+        val_rows = np.random.default_rng(seed).permutation(len(frame))[:max(1, round(VAL_SHARE * len(frame)))]
+        frame.insert(1, "split", "train")
+        frame.loc[val_rows, "split"] = "val"
     return frame, tasks
 
 

@@ -29,11 +29,13 @@ def _problem(path: Path, line: int, column: str, value: object, allowed: str) ->
     return ValueError(f"{path}, line {line}, column {column!r}: {value!r} is not allowed; {allowed}")
 
 
-def load_corpus(path: str | Path = CORPUS_PATH, tasks: Mapping[str, Sequence[str]] = TASKS) -> pd.DataFrame:
+def load_corpus(path: str | Path = CORPUS_PATH, tasks: Mapping[str, Sequence[str]] = TASKS,
+                require_split: bool = True) -> pd.DataFrame:
     """Read and validate the corpus CSV (``text``, ``split`` and one column per task).
 
     Errors name the file, the line, the column and the value, and say what is allowed. Empty task
-    cells are kept as missing labels (``<NA>``).
+    cells are kept as missing labels (``<NA>``). With ``require_split=False`` a file may lack the split
+    column (the caller splits its rows, as ``python -m helpers.train`` does); one that is there is checked.
     """
     path = Path(path)
     try:
@@ -55,6 +57,8 @@ def load_corpus(path: str | Path = CORPUS_PATH, tasks: Mapping[str, Sequence[str
     if header.duplicated().any():
         raise ValueError(f"{path} repeats column(s) {sorted(set(header[header.duplicated()]))} in its header")
     frame = rows.iloc[1:].set_axis(header.tolist(), axis=1).reset_index(drop=True)
+    if not require_split and "split" not in frame.columns:
+        required.remove("split")
     missing = [column for column in required if column not in frame.columns]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}; found {list(frame.columns)}, required {required}")
@@ -66,7 +70,8 @@ def load_corpus(path: str | Path = CORPUS_PATH, tasks: Mapping[str, Sequence[str
         if value in seen:
             raise _problem(path, line_of[row], "text", value, f"it repeats line {seen[value]}; keep one copy")
         seen[value] = line_of[row]
-    for column, allowed in [("split", list(SPLITS)), *((task, list(labels)) for task, labels in tasks.items())]:
+    checks = [("split", list(SPLITS))] if "split" in required else []
+    for column, allowed in [*checks, *((task, list(labels)) for task, labels in tasks.items())]:
         empty_ok = column != "split"
         bad = ~frame[column].isin(allowed + ([""] if empty_ok else []))
         if bad.any():

@@ -85,6 +85,8 @@ def test_a_bad_csv_gets_the_errors_of_load_corpus(tmp_path):
         cli.read_labelled_csv(write(repeated, path))
     with pytest.raises(ValueError, match=rf"{re.escape(str(path))}, line 2, column 'topic': 'sport' is not allowed"):
         cli.read_labelled_csv(write(ROWS.replace({"sports": "sport"}), path), {"topic": TOPICS})
+    with pytest.raises(ValueError, match=r"line 2, column 'split': 'dev' is not allowed"):
+        cli.read_labelled_csv(write(ROWS.assign(split="dev"), path))
     path.write_bytes("text,topic\ncaf\xe9,world\n".encode("latin-1"))
     with pytest.raises(ValueError, match="is not UTF-8"):
         cli.read_labelled_csv(path)
