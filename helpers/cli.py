@@ -39,10 +39,9 @@ def _optional(kind: type) -> Callable[[str], object]:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {value}")
-    return value
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return int(text)
 
 
 def _json_object(text: str) -> dict:
@@ -95,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "step (default: %(default)s)")
     parser.add_argument("--pooling", choices=POOLING_MODES, default="mean",
                         help="token vectors -> sentence vector (default: %(default)s)")
-    parser.add_argument("--max-seq-length", type=_positive_int, help="truncate sentences to this many tokens "
-                                                           "(default: the model's own limit)")
+    parser.add_argument("--max-seq-length", type=_positive_int,
+                        help="truncate sentences to this many tokens (default: the model's own limit)")
     _add_config_flags(parser)
     parser.set_defaults(show_progress_bar=sys.stdout.isatty())
     return parser

@@ -51,7 +51,7 @@ def test_a_bad_flag_value_is_a_usage_error_that_names_it(capsys, tmp_path):
     for flags, message in [(["--epochs", "0"], "epochs must be an int >= 1, got 0"),
                            (["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
                            (["--task-weights", "[1]"], "expected a JSON object"),
-                           (["--batch-size", "0"], "must be an int >= 1, got 0")]:
+                           (["--batch-size", "0"], "argument --batch-size: must be an int >= 1, got '0'")]:
         with pytest.raises(SystemExit) as stop:
             cli.main(["--data", data, "--out", str(tmp_path / "out"), *flags])
         assert stop.value.code == 2
