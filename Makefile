@@ -5,7 +5,7 @@ INSTALLED := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 BENCHMARKS := $(filter-out benchmarks/common.py,$(sort $(wildcard benchmarks/*.py)))
 
-.PHONY: setup run test lint lab bench clean
+.PHONY: setup run test lint lab bench clean mutants
 
 setup: $(INSTALLED)
 
@@ -30,6 +30,21 @@ lab: $(INSTALLED)
 
 bench: $(INSTALLED)
 	for script in $(BENCHMARKS); do $(PY) $$script || exit 1; done
+
+# Mutation testing (not part of `make test`): plant small bugs in the core modules and list those the fast
+# tests miss. Settings in pyproject.toml [tool.mutmut]; `make mutants MUTANTS='helpers.training*'` runs a subset.
+# One torch thread per worker: mutmut forks a process per mutant, and a forked thread pool can hang.
+MUTANT_JOBS ?= 2
+MUTANTS ?=
+mutants: $(INSTALLED)
+	rm -rf mutants
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false \
+		$(VENV)/bin/mutmut run --max-children $(MUTANT_JOBS) $(MUTANTS)
+	$(VENV)/bin/mutmut results
+	$(PY) -c "import glob, json; \
+		codes = {p[8:-8]: json.load(open(p))['exit_code_by_key'].values() for p in sorted(glob.glob('mutants/helpers/*.meta'))}; \
+		[print(f'{m:18} {sum(c in (1, 3, -24, 24, 36, 152, 255, -11, -9) for c in v)}/{sum(c is not None for c in v)} killed') \
+		 for m, v in codes.items()]"
 
 clean:
 	rm -rf $(VENV) artifacts
