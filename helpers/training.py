@@ -288,7 +288,11 @@ class BestCheckpoint:
 
 
 class History:
-    """The rows ``train`` returns: training losses averaged over each log window, and validation scores."""
+    """The rows ``train`` returns: training losses averaged over each log window, and validation scores.
+
+    Under torchrun the training rows come from each rank's own batches (rank 0's are the ones written);
+    the validation rows cover every rank's share.
+    """
 
     def __init__(self, weighting: LossWeighting, metric: str) -> None:
         self.weighting, self.metric = weighting, metric
