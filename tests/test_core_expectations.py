@@ -1,0 +1,264 @@
+"""The core against numbers worked out by hand: losses, metrics, the schedule, clipping, weighting, splits,
+predictions and the saved model. Each test fails for one plausible one-line bug (named in its docstring)."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from helpers import TASKS, MultiTaskSentenceTransformer, make_loader, set_seed
+from helpers.experiments import split_loaders
+from helpers.training import TrainConfig, evaluate, lr_factor, task_losses, train, train_step
+from helpers.weighting import Sum
+
+IGNORE = -100
+TEXTS = ["the team won the cup final", "markets fell on weak earnings", "a new chip doubles battery life",
+         "leaders signed the peace treaty", "the striker missed every chance", "the bank posted record profit",
+         "the update crashed my phone", "floods displaced thousands of families"]
+FRAME = pd.DataFrame({"text": TEXTS, "split": "train", "topic": ["sports", "business", "sci_tech", "world"] * 2,
+                      "sentiment": ["positive", "negative", "positive", "positive", "negative", "positive",
+                                    "negative", "negative"]})
+
+
+def nll(row: list[float], label: int) -> float:
+    """-log softmax(row)[label], from the definition."""
+    return -(row[label] - math.log(sum(math.exp(v) for v in row)))
+
+
+@pytest.fixture
+def tiny(tiny_model_dirs):
+    set_seed(0)
+    return MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"], dropout=0.0)
+
+
+# --- the masked loss ---------------------------------------------------------------------------------------
+
+def test_task_losses_average_cross_entropy_over_the_labelled_rows_only():
+    """Catches -100 rows counted (as class 0, or in the denominator) and all-unlabelled tasks kept."""
+    topic = [[2.0, 0.0, -1.0], [0.5, 1.5, 0.0], [0.0, 0.0, 3.0], [1.0, -2.0, 0.5]]
+    sentiment = [[0.0, 1.0], [2.0, 0.0], [0.3, 0.1], [1.0, 1.0]]
+    logits = {"topic": torch.tensor(topic), "sentiment": torch.tensor(sentiment), "spam": torch.zeros(4, 2)}
+    labels = {"topic": torch.tensor([2, IGNORE, 0, 1]), "sentiment": torch.tensor([IGNORE, 1, IGNORE, IGNORE]),
+              "spam": torch.full((4,), IGNORE)}
+    losses = task_losses(logits, labels)
+    assert set(losses) == {"topic", "sentiment"}
+    assert losses["topic"].item() == pytest.approx((nll(topic[0], 2) + nll(topic[2], 0) + nll(topic[3], 1)) / 3)
+    assert losses["sentiment"].item() == pytest.approx(nll(sentiment[1], 1))
+
+
+# --- evaluate ----------------------------------------------------------------------------------------------
+
+TOPIC_LOGITS = [[2.0, 0.0, -1.0], [0.5, 1.5, 0.0], [0.0, 0.0, 3.0], [1.0, 2.0, 0.5], [0.2, 0.1, 0.0],
+                [0.0, 1.0, 1.5]]  # argmax per row: 0, 1, 2, 1, 0, 2
+SENTIMENT_LOGITS = [[0.0, 1.0], [2.0, 0.0], [0.0, 0.5], [0.4, 0.0], [1.0, 0.0], [0.3, 0.0]]  # 1, 0, 1, 0, 0, 0
+TOPIC_LABELS = [0, 0, 2, 0, IGNORE, 1]
+SENTIMENT_LABELS = [1, 1, IGNORE, IGNORE, 0, 1]
+
+
+class LookupModel(nn.Module):
+    """Row i (input id i) always gets the logits above, whatever the mode or the device."""
+
+    tasks = {"topic": ["a", "b", "c"], "sentiment": ["neg", "pos"]}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.topic = nn.Parameter(torch.tensor(TOPIC_LOGITS))
+        self.sentiment = nn.Parameter(torch.tensor(SENTIMENT_LOGITS))
+        self.scale = 1.0
+
+    def forward(self, input_ids, attention_mask):
+        rows = input_ids[:, 0]
+        return {"topic": self.scale * self.topic[rows], "sentiment": self.scale * self.sentiment[rows]}
+
+
+def lookup_batches(groups):
+    return [{"input_ids": torch.tensor([[i] for i in ids]), "attention_mask": torch.ones(len(ids), 1, dtype=torch.long),
+             "labels": {"topic": torch.tensor([TOPIC_LABELS[i] for i in ids]),
+                        "sentiment": torch.tensor([SENTIMENT_LABELS[i] for i in ids])}} for ids in groups]
+
+
+def test_evaluate_gives_exact_accuracy_loss_and_confusion_over_labelled_rows():
+    """Catches accuracy or loss over every row, a transposed confusion matrix, a loss that is summed
+    rather than averaged, and counts lost between batches."""
+    results = evaluate(LookupModel(), lookup_batches([[0, 1, 2], [3, 4, 5]]), precision="fp32")
+    topic, sentiment = results["topic"], results["sentiment"]
+    assert topic["n"] == 5 and sentiment["n"] == 4
+    assert topic["accuracy"] == pytest.approx(2 / 5) and sentiment["accuracy"] == pytest.approx(2 / 4)
+    assert topic["confusion"].tolist() == [[1, 2, 0], [0, 0, 1], [0, 0, 1]]  # [true, predicted]
+    assert sentiment["confusion"].tolist() == [[1, 0], [2, 1]]
+    topic_rows = [i for i, y in enumerate(TOPIC_LABELS) if y != IGNORE]
+    sentiment_rows = [i for i, y in enumerate(SENTIMENT_LABELS) if y != IGNORE]
+    assert topic["loss"] == pytest.approx(sum(nll(TOPIC_LOGITS[i], TOPIC_LABELS[i]) for i in topic_rows) / 5)
+    assert sentiment["loss"] == pytest.approx(
+        sum(nll(SENTIMENT_LOGITS[i], SENTIMENT_LABELS[i]) for i in sentiment_rows) / 4)
+    # per class F1: topic a 2*1/(1+3), b 0, c 2*1/(2+1); sentiment neg 2*1/(3+1), pos 2*1/(1+3)
+    assert topic["macro_f1"] == pytest.approx((0.5 + 0 + 2 / 3) / 3)
+    assert sentiment["macro_f1"] == pytest.approx(0.5)
+
+
+def test_evaluate_reports_nan_for_a_task_without_labels_and_restores_the_mode():
+    model = LookupModel().train()
+    batch = lookup_batches([[0, 1]])[0]
+    batch["labels"]["topic"] = torch.full((2,), IGNORE)
+    results = evaluate(model, [batch], precision="fp32")
+    assert results["topic"]["n"] == 0 and math.isnan(results["topic"]["accuracy"])
+    assert math.isnan(results["topic"]["loss"]) and math.isnan(results["topic"]["macro_f1"])
+    assert results["topic"]["confusion"].tolist() == [[0] * 3] * 3
+    assert results["sentiment"]["n"] == 2 and model.training
+
+
+# --- the learning-rate schedule ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("step, total, warmup, expected", [
+    (0, 10, 4, 0.25), (1, 10, 4, 0.5), (3, 10, 4, 1.0), (4, 10, 4, 1.0), (7, 10, 4, 0.5), (9, 10, 4, 1 / 6),
+    (10, 10, 4, 0.0), (0, 10, 0, 1.0), (5, 10, 0, 0.5), (9, 10, 0, 0.1), (0, 1, 0, 1.0), (0, 1, 1, 1.0),
+])
+def test_lr_factor_by_hand(step, total, warmup, expected):
+    assert lr_factor(step, total, warmup) == pytest.approx(expected)
+
+
+def test_train_warms_up_then_decays_the_learning_rate_linearly(tiny):
+    """Catches a constant learning rate, a schedule that is computed but never applied, and warm-up or
+    decay off by one step: 8 steps, 2 of warm-up, logged after each step."""
+    loader = make_loader(FRAME, tiny.tokenize, batch_size=2)
+    config = TrainConfig(epochs=2, lr=1e-3, head_lr=1e-2, warmup_ratio=0.25, device="cpu", log_every=1)
+    history = train(tiny, loader, None, config)
+    rows = history[(history["split"] == "train") & (history["task"] == "total")]
+    assert rows["step"].tolist() == list(range(1, 9))
+    factors = [1 / 2, 1, 1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6]  # lr_factor(step - 1, 8, 2)
+    assert rows["lr"].tolist() == pytest.approx([1e-2 * f for f in factors])  # the highest group rate: the heads
+
+
+# --- gradient clipping -------------------------------------------------------------------------------------
+
+def test_clipping_bounds_the_step_of_plain_sgd():
+    """Catches clipping that is skipped, applied after the step, or clips to another norm."""
+    batch = lookup_batches([[0, 1, 2, 3, 4, 5]])[0]
+    moves = {}
+    for max_grad_norm in (None, 0.01):
+        model = LookupModel()
+        model.scale = 100.0  # confident and often wrong: large gradients
+        before = [p.detach().clone() for p in model.parameters()]
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        train_step(model, batch, optimizer, Sum(list(model.tasks)), max_grad_norm=max_grad_norm)
+        moves[max_grad_norm] = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)])
+    raw = moves[None].norm().item()
+    assert raw > 1.0  # 100 times the clipping norm
+    assert 0.0099 <= moves[0.01].norm().item() <= 0.01 * (1 + 1e-4)
+    # clipping scales the whole gradient: same direction
+    assert torch.allclose(moves[0.01], moves[None] * (moves[0.01].norm() / raw), atol=1e-6)
+
+
+def test_train_clips_with_the_configured_norm(tiny, monkeypatch):
+    """Catches train() not passing max_grad_norm on to the step."""
+    seen = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        seen.append(max_norm)
+        return real(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    loader = make_loader(FRAME, tiny.tokenize, batch_size=4)
+    train(tiny, loader, None, TrainConfig(epochs=1, device="cpu", max_grad_norm=0.5))
+    assert seen == [0.5, 0.5]
+    seen.clear()
+    train(tiny, loader, None, TrainConfig(epochs=1, device="cpu", max_grad_norm=None))
+    assert seen == []
+
+
+# --- static weighting --------------------------------------------------------------------------------------
+
+def test_static_weights_give_the_logged_training_total(tiny):
+    """Catches a training total that ignores the weights (the plain sum) or swaps them."""
+    config = TrainConfig(epochs=1, lr=1e-3, warmup_ratio=0.0, device="cpu", log_every=1, loss_weighting="static",
+                         task_weights={"topic": 0.25, "sentiment": 3.0})
+    history = train(tiny, make_loader(FRAME, tiny.tokenize, batch_size=4), None, config)
+    for step, rows in history[history["split"] == "train"].groupby("step"):
+        loss = rows.set_index("task")["loss"]
+        assert loss["total"] == pytest.approx(0.25 * loss["topic"] + 3.0 * loss["sentiment"], rel=1e-5), step
+        assert rows.set_index("task")["weight"][["topic", "sentiment"]].tolist() == [0.25, 3.0]
+
+
+def test_a_zero_static_weight_leaves_that_head_untouched(tiny):
+    """Catches weights used for the logged total but not for the gradients."""
+    sentiment_before = {k: v.clone() for k, v in tiny.heads["sentiment"].state_dict().items()}
+    topic_before = {k: v.clone() for k, v in tiny.heads["topic"].state_dict().items()}
+    config = TrainConfig(epochs=1, lr=1e-3, weight_decay=0.0, warmup_ratio=0.0, device="cpu",
+                         loss_weighting="static", task_weights={"topic": 1.0, "sentiment": 0.0})
+    train(tiny, make_loader(FRAME, tiny.tokenize, batch_size=4), None, config)
+    assert all(torch.equal(v, sentiment_before[k]) for k, v in tiny.heads["sentiment"].state_dict().items())
+    assert not any(torch.equal(v, topic_before[k]) for k, v in tiny.heads["topic"].state_dict().items())
+
+
+# --- splits ------------------------------------------------------------------------------------------------
+
+def test_split_loaders_hold_exactly_their_split(tiny):
+    """Catches swapped or merged splits: the sentences each loader yields are those of its split."""
+    corpus = pd.concat([FRAME.assign(split=split, text=FRAME["text"] + " " + split)
+                        for split in ("train", "val", "test")], ignore_index=True)
+    corpus = corpus.sample(frac=1, random_state=0)  # splits interleaved
+    loaders = split_loaders(corpus, tiny, batch_size=3)
+    assert list(loaders) == ["train", "val", "test"]
+    for split, loader in loaders.items():
+        expected = sorted(corpus.loc[corpus["split"] == split, "text"])
+        assert sorted(loader.dataset.texts) == expected
+        seen = [text for batch in loader
+                for text in tiny.encoder.tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=True)]
+        assert sorted(seen) == expected, split
+
+
+# --- predict -----------------------------------------------------------------------------------------------
+
+def set_head(model, task, bias):
+    head = model.heads[task]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor(bias, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("task", ["topic", "sentiment"])
+def test_predict_names_the_label_the_head_picks(tiny, task):
+    """Catches an argmax mapped to the wrong label (off by one, reversed, another task's labels)."""
+    labels = TASKS[task]
+    for k, label in enumerate(labels):
+        set_head(tiny, task, [1e4 if i == k else 0.0 for i in range(len(labels))])
+        frame = tiny.predict(TEXTS[:3], batch_size=2)
+        assert frame[task].tolist() == [label] * 3
+        assert frame[f"{task}_prob"].tolist() == [1.0] * 3
+
+
+def test_predict_probability_is_the_softmax_maximum(tiny):
+    set_head(tiny, "topic", [0.0, math.log(3.0), 0.0, 0.0])  # softmax: 1/6, 1/2, 1/6, 1/6
+    set_head(tiny, "sentiment", [math.log(4.0), 0.0])  # softmax: 4/5, 1/5
+    frame = tiny.predict(TEXTS[:2])
+    assert frame["topic"].tolist() == ["sports", "sports"] and frame["sentiment"].tolist() == ["negative"] * 2
+    assert frame["topic_prob"].tolist() == pytest.approx([0.5, 0.5])
+    assert frame["sentiment_prob"].tolist() == pytest.approx([0.8, 0.8])
+
+
+# --- the saved model ---------------------------------------------------------------------------------------
+
+def test_save_then_load_keeps_every_tensor_bit_for_bit_and_every_setting(tiny_model_dirs, tmp_path):
+    """Catches a tensor left out of the file (a LayerNorm left at its default would pass a round trip of a
+    fresh model) and a setting that is not saved: every tensor is perturbed and every setting is not the
+    default."""
+    set_seed(1)
+    model = MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"], pooling="max", dropout=0.25, hidden_dim=8,
+                                         max_seq_length=17)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for tensor in model.state_dict().values():
+            tensor.add_(torch.randn(tensor.shape, generator=generator).to(tensor.dtype))
+    model.save(tmp_path / "saved")
+    loaded = MultiTaskSentenceTransformer.load(tmp_path / "saved")
+    original, restored = model.state_dict(), loaded.state_dict()
+    assert list(restored) == list(original)
+    for name, tensor in original.items():
+        assert torch.equal(restored[name], tensor), name
+    assert loaded.config() == model.config()
+    assert (loaded.encoder.max_seq_length, loaded.encoder.pooling, loaded.dropout.p, loaded.hidden_dim) == (
+        17, "max", 0.25, 8)
+    assert loaded.tokenize([" ".join(["word"] * 40)])["input_ids"].shape == (1, 17)
