@@ -82,6 +82,12 @@ def scores_by_portion(model: nn.Module, corpus: pd.DataFrame, split: str = "test
     return pd.DataFrame(table).T.rename_axis(["task", "portion"]).astype({"sentences": int})
 
 
+def accuracy_by_portion(model: nn.Module, corpus: pd.DataFrame, split: str = "test") -> dict[str, float]:
+    """``scores_by_portion`` as one flat row, ``{"<task> accuracy, <portion>": ...}``, for comparison tables."""
+    table = scores_by_portion(model, corpus, split)
+    return {f"{task} accuracy, {portion}": value for (task, portion), value in table["accuracy"].items()}
+
+
 def confident_mistakes(model: nn.Module, frame: pd.DataFrame, n: int = 8) -> pd.DataFrame:
     """Per task, the ``n`` sentences of ``frame`` the model gets wrong with the highest probability.
 

@@ -6,6 +6,7 @@ import torch
 
 from helpers import TASKS, MultiTaskSentenceTransformer, set_seed
 from helpers.experiments import (
+    accuracy_by_portion,
     confident_mistakes,
     fit_heads_on_cached_embeddings,
     measure,
@@ -120,3 +121,13 @@ def test_confident_mistakes_are_the_wrong_answers_with_the_highest_probability(m
     topic = mistakes[mistakes["task"] == "topic"]
     assert (topic["predicted"] != topic["label"]).all()
     assert topic["probability"].is_monotonic_decreasing
+
+
+def test_accuracy_by_portion_is_one_flat_row(model):
+    test = CORPUS[CORPUS["split"] == "test"].copy()
+    test.loc[test.index[:2], "topic"] = pd.NA
+    always_predicts(model, "sentiment", TASKS["sentiment"].index("positive"))
+    row = accuracy_by_portion(model, test)
+    assert row["sentiment accuracy, sentiment only"] == pytest.approx(0.5)
+    assert row["sentiment accuracy, aligned"] == pytest.approx(0.5)  # business +/-, sci_tech +/-, world +/-
+    assert set(row) == {"sentiment accuracy, aligned", "sentiment accuracy, sentiment only", "topic accuracy, aligned"}
