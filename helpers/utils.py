@@ -22,14 +22,14 @@ def set_seed(seed: int = 42) -> None:
 
 
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` (or None) picks cuda, then mps, then cpu; anything else is passed to ``torch.device``."""
+    """``auto`` (or None) picks cuda, then mps, then cpu; anything else must name a device this machine has."""
     if device is None or device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    return check_device(device)
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -8,6 +8,7 @@ with a message that matches the regex ``message``. To add a case, append a row t
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import torch
 
 from helpers import TASKS, MultiTaskSentenceTransformer, SentenceTransformer, load_corpus, make_loader, set_seed
 from helpers.freezing import freeze
+from helpers.training import TrainConfig, train
 
 GOOD_CSV = "text,topic,sentiment,split\nA fine day for the home team,sports,positive,train\n"
 
@@ -96,6 +98,10 @@ def swap_weights_with_other_tasks(kit: Kit) -> Path:
 
 def loader(kit: Kit, **kwargs):
     return make_loader(load_corpus(kit.csv(GOOD_CSV)), kit.model.tokenize, **kwargs)
+
+
+def unlabelled_loader(kit: Kit):
+    return make_loader(load_corpus(kit.csv(GOOD_CSV.replace("sports,positive", ","))), kit.model.tokenize)
 
 
 NO_MPS = pytest.mark.skipif(torch.backends.mps.is_available(), reason="this machine has an MPS device")
@@ -258,6 +264,34 @@ BAD_INPUTS = [
                  r"unknown freezing strategy 'top:2'; valid: 'none', 'backbone'", id="freeze-unknown-strategy"),
     pytest.param(lambda kit: freeze(kit.build(), "bottom:9"), ValueError,
                  r"unknown freezing strategy 'bottom:9'.*'bottom:<k>' with k in 0\.\.2", id="freeze-too-many-layers"),
+    # TrainConfig: every numeric field is checked when the config is built
+    *[pytest.param(lambda kit, field=field, value=value: TrainConfig(**{field: value}), ValueError,
+                   rf"{field} must be .*{allowed}, got {re.escape(repr(value))}", id=f"config-{field}-{value}")
+      for field, value, allowed in [
+          ("lr", float("nan"), "a finite number > 0"), ("lr", float("inf"), "a finite number > 0"),
+          ("lr", 0.0, "a finite number > 0"), ("head_lr", float("nan"), "a finite number > 0"),
+          ("head_lr", -1e-3, "a finite number > 0"), ("weight_decay", -0.1, "a finite number >= 0"),
+          ("max_grad_norm", -1.0, "a finite number > 0"), ("max_grad_norm", float("inf"), "a finite number > 0"),
+          ("layer_decay", -0.8, r"a number in \(0, 1\]"), ("layer_decay", 1.5, r"a number in \(0, 1\]"),
+          ("warmup_ratio", 1.0, r"a number in \[0, 1\)"), ("epochs", 0, "an int >= 1"),
+          ("epochs", 2.5, "an int >= 1"), ("epochs", True, "an int >= 1"), ("log_every", 0, "an int >= 1"),
+          ("eval_every", 0, "an int >= 1"), ("early_stopping_patience", -1, "an int >= 1")]],
+    pytest.param(lambda kit: TrainConfig(task_weights={"topic": float("nan")}), ValueError,
+                 r"task_weights must be finite numbers >= 0, got \{'topic': nan\}", id="config-task-weight-nan"),
+    pytest.param(lambda kit: TrainConfig(precision="half"), ValueError,
+                 r"precision must be one of \['auto', 'fp32', 'bf16', 'fp16'\], got 'half'", id="config-precision"),
+    # train
+    pytest.param(lambda kit: train(kit.build(), [], None, TrainConfig(device="cpu")), ValueError,
+                 r"train_loader is empty", id="train-empty-loader"),
+    pytest.param(lambda kit: train(kit.build(), unlabelled_loader(kit), None, TrainConfig(device="cpu")), ValueError,
+                 r"no batch of train_loader carried a label for any task", id="train-no-label-anywhere"),
+    pytest.param(lambda kit: train(kit.build(), loader(kit), None, TrainConfig(device="cuda:7")), ValueError,
+                 r"device 'cuda:7' is not available|device 'cuda:7' does not exist", id="train-device-absent"),
+    pytest.param(lambda kit: train(kit.build(), loader(kit), None, TrainConfig(device="meta")), ValueError,
+                 r"device 'meta' holds no data", id="train-device-meta"),
+    pytest.param(lambda kit: train(kit.build(), loader(kit), None, TrainConfig(device="cpu", loss_weighting="static",
+                                                                               task_weights={"topic": 1.0})),
+                 ValueError, r"static weighting needs a weight for each task", id="train-static-weights-missing"),
 ]
 
 
