@@ -262,3 +262,173 @@ def test_save_then_load_keeps_every_tensor_bit_for_bit_and_every_setting(tiny_mo
     assert (loaded.encoder.max_seq_length, loaded.encoder.pooling, loaded.dropout.p, loaded.hidden_dim) == (
         17, "max", 0.25, 8)
     assert loaded.tokenize([" ".join(["word"] * 40)])["input_ids"].shape == (1, 17)
+
+
+# --- details that mutation testing (`make mutants`) found unchecked ---------------------------------------
+
+def test_history_rows_carry_epoch_step_and_learning_rate(tiny):
+    """Catches task rows logged without their learning rate and validation rows without their epoch."""
+    loader = make_loader(FRAME, tiny.tokenize, batch_size=4)
+    history = train(tiny, loader, loader, TrainConfig(epochs=2, warmup_ratio=0.0, device="cpu", log_every=1))
+    assert history["epoch"].tolist() == [1] * 9 + [2] * 9  # 3 train rows per step, 3 val rows per epoch
+    assert history["step"].tolist() == [1] * 3 + [2] * 6 + [3] * 3 + [4] * 6
+    train_rows = history[history["split"] == "train"]
+    assert train_rows.groupby("step")["lr"].nunique().eq(1).all() and train_rows["lr"].notna().all()
+
+
+def test_optimizer_rates_for_encoder_heads_and_learned_loss_weights(tiny):
+    """Catches learned loss weights trained at the encoder rate (or the optimizer's default)."""
+    from helpers.training import make_optimizer
+    from helpers.weighting import Uncertainty
+
+    weighting = Uncertainty(list(TASKS))
+    groups = make_optimizer(tiny, weighting, TrainConfig(lr=1e-3, head_lr=1e-2, weight_decay=0.05)).param_groups
+    rates = {(g["component"], g["weight_decay"]): g["lr"] for g in groups}
+    assert rates[("loss weights", 0.0)] == 1e-2 and rates[("layer 0", 0.05)] == 1e-3
+    assert rates[("head: topic", 0.05)] == 1e-2
+    groups = make_optimizer(tiny, weighting, TrainConfig(lr=1e-3, head_lr=None)).param_groups
+    assert {g["lr"] for g in groups} == {1e-3}
+
+
+def test_a_step_without_a_task_s_labels_leaves_its_parameters_alone():
+    """Catches gradients zeroed instead of cleared: AdamW would keep moving the idle task on momentum."""
+    model = LookupModel()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.1)
+    both, topic_only = lookup_batches([[0, 1, 2, 5]])[0], lookup_batches([[0, 1, 2, 3]])[0]
+    topic_only["labels"]["sentiment"] = torch.full((4,), IGNORE)
+    train_step(model, both, optimizer, Sum(list(model.tasks)))
+    sentiment, topic = model.sentiment.detach().clone(), model.topic.detach().clone()
+    train_step(model, topic_only, optimizer, Sum(list(model.tasks)))
+    assert torch.equal(model.sentiment, sentiment) and not torch.equal(model.topic, topic)
+
+
+def test_evaluate_without_labels_gives_nan_quietly_and_uses_the_device_asked_for(monkeypatch):
+    import warnings
+
+    from helpers import training
+
+    devices = []
+    real = training.inference_state
+
+    def spy(model, device=None):
+        devices.append(device)
+        return real(model, device)
+
+    monkeypatch.setattr(training, "inference_state", spy)
+    batch = lookup_batches([[0, 1]])[0]
+    batch["labels"]["topic"] = torch.full((2,), IGNORE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by zero behind the NaN
+        results = evaluate(LookupModel(), [batch], device="cpu", precision="fp32")
+    assert math.isnan(results["topic"]["accuracy"]) and devices == ["cpu"]
+
+
+def test_train_runs_the_forward_pass_under_the_precision_asked_for(tiny, monkeypatch):
+    from helpers import training
+
+    dtypes = []
+    real = training.autocast
+
+    def spy(device, dtype):
+        dtypes.append(dtype)
+        return real(device, dtype)
+
+    monkeypatch.setattr(training, "autocast", spy)
+    train(tiny, make_loader(FRAME, tiny.tokenize, batch_size=4), None,
+          TrainConfig(epochs=1, device="cpu", precision="bf16"))
+    assert dtypes == [torch.bfloat16, torch.bfloat16]
+
+
+@pytest.mark.parametrize("unfreeze_every, expected", [(None, 1), (1, 3)])
+def test_gradual_unfreezing_stages_start_on_schedule(tiny, unfreeze_every, expected):
+    """Two epochs of two steps: one new stage at the start of epoch 2, or one before every step but the first."""
+    from helpers.freezing import GradualUnfreezing
+
+    unfreezing = GradualUnfreezing(tiny)
+    train(tiny, make_loader(FRAME, tiny.tokenize, batch_size=4), None,
+          TrainConfig(epochs=2, device="cpu", unfreeze_every=unfreeze_every), unfreezing=unfreezing)
+    assert unfreezing.stages_done == expected
+
+
+def test_the_divergence_warning_fires_at_100_times_the_first_loss():
+    import warnings
+
+    from helpers.training import History, StepResult
+
+    def log(history, step, loss):
+        history.add(StepResult(losses={"a": torch.tensor(loss), "total": torch.tensor(loss)},
+                               correct={"a": torch.tensor(1)}, labelled={"a": 2}))
+        history.log_train(1, step, 0.1)
+
+    history = History(Sum(["a"]), "macro_f1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        log(history, 1, 2.0)
+        log(history, 2, 150.0)  # 75 times the first loss: no warning
+    with pytest.warns(RuntimeWarning, match="grew from 2 to 250"):
+        log(history, 3, 250.0)
+
+
+def test_saving_over_a_saved_model_leaves_nothing_beside_it(tiny, tmp_path):
+    tiny.save(tmp_path / "m")
+    tiny.save(tmp_path / "m")
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_load_refuses_a_newer_format_and_moves_to_the_device_asked_for(tiny, tmp_path):
+    import json
+
+    tiny.save(tmp_path / "m")
+    assert MultiTaskSentenceTransformer.load(tmp_path / "m", device="cpu").device == torch.device("cpu")
+    config = tmp_path / "m" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "format_version": 99}))
+    with pytest.raises(ValueError, match="format_version 99"):
+        MultiTaskSentenceTransformer.load(tmp_path / "m")
+
+
+def test_shuffled_batches_depend_on_the_seed_only(tiny):
+    """Catches a shuffle drawn from the global random state instead of the loader's seeded generator."""
+    def epochs(seed):
+        torch.manual_seed(seed)  # the global state differs between the two calls
+        loader = make_loader(FRAME, tiny.tokenize, batch_size=2, shuffle=True, seed=5)
+        return [[batch["input_ids"].tolist() for batch in loader] for _ in range(4)]
+
+    assert epochs(0) == epochs(1)
+
+
+def test_make_loader_and_load_corpus_follow_the_task_spec(tiny, tmp_path):
+    from helpers.data import label_portions, load_corpus
+
+    frame = FRAME.assign(spam=["yes", "no"] * 4)
+    batch = next(iter(make_loader(frame, tiny.tokenize, {"spam": ["no", "yes"]}, batch_size=4)))
+    assert list(batch["labels"]) == ["spam"] and batch["labels"]["spam"].tolist() == [1, 0, 1, 0]
+    tasks = {"a": ["x", "y"], "b": ["x", "y"], "c": ["x", "y"]}
+    rows = pd.DataFrame({"a": ["x", "x", None, None], "b": ["y", "x", "y", None], "c": ["x", None, None, None]})
+    portions = label_portions(rows, tasks)
+    assert portions.name == "portion" and portions.tolist() == ["aligned", "a + b", "b only", "unlabelled"]
+    path = tmp_path / "corpus.csv"
+    path.write_text("text,split,topic,sentiment\nthe team won,bogus,sports,positive\n")
+    with pytest.raises(ValueError, match="bogus"):
+        load_corpus(path, require_split=False)  # a split column that is there is checked
+
+
+def test_encoder_details(tiny_model_dirs, monkeypatch, capfd):
+    """Default pooling, token type ids (used by BERT, ignored by DistilBERT), what tokenize returns, no
+    progress bar unless asked, and float32 inference on a CPU even where training would use bf16."""
+    from helpers import SentenceTransformer, precision
+
+    bert = SentenceTransformer(tiny_model_dirs["bert"])
+    assert bert.pooling == "mean"
+    batch = bert.tokenize(TEXTS[:2])
+    assert set(batch) == {"input_ids", "attention_mask"}
+    with torch.no_grad():
+        plain = bert(**batch)
+        assert not torch.allclose(bert(**batch, token_type_ids=torch.ones_like(batch["input_ids"])), plain)
+        distil = SentenceTransformer(tiny_model_dirs["distilbert"])
+        ids = distil.tokenize(TEXTS[:2])
+        assert torch.equal(distil(**ids, token_type_ids=torch.ones_like(ids["input_ids"])), distil(**ids))
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    capfd.readouterr()
+    vectors = bert.encode(TEXTS[:1], convert_to_tensor=True)
+    assert capfd.readouterr().err == ""
+    assert torch.allclose(vectors, plain[:1], atol=1e-6)
