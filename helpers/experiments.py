@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 
 import pandas as pd
 import psutil
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .data import SentenceDataset, label_portions, make_loader
+from .data import TASKS, SentenceDataset, label_portions, make_loader
 from .freezing import GradualUnfreezing
 from .probe import fit_linear_probe
 from .training import TrainConfig, evaluate, train
@@ -65,16 +65,17 @@ def scores(results: dict[str, dict]) -> dict[str, float]:
     return row
 
 
-def scores_by_portion(model: nn.Module, corpus: pd.DataFrame, split: str = "test", batch_size: int = 64
-                      ) -> pd.DataFrame:
-    """Accuracy and macro-F1 of each task on each portion of ``split`` that carries its label.
+def scores_by_portion(model: nn.Module, corpus: pd.DataFrame, split: str = "test", batch_size: int = 64,
+                      tasks: Mapping[str, Sequence[str]] = TASKS) -> pd.DataFrame:
+    """Accuracy and macro-F1 of each of the model's tasks on each portion of ``split`` that carries its label.
 
     Portions are different kinds of text (news with both labels, reviews with sentiment only, ...), so one
-    number over all of them would hide where a model is weak.
+    number over all of them would hide where a model is weak. They are named from the corpus's ``tasks``,
+    not the model's, so a single-task model is scored on the same portions as a multi-task one.
     """
     rows = corpus[corpus["split"] == split]
     table = {}
-    for portion, part in rows.groupby(label_portions(rows, model.tasks)):
+    for portion, part in rows.groupby(label_portions(rows, tasks)):
         for task, result in evaluate(model, make_loader(part, model.tokenize, model.tasks, batch_size)).items():
             if result["n"]:
                 table[(task, portion)] = {"accuracy": result["accuracy"], "macro-F1": result["macro_f1"],
@@ -82,20 +83,22 @@ def scores_by_portion(model: nn.Module, corpus: pd.DataFrame, split: str = "test
     return pd.DataFrame(table).T.rename_axis(["task", "portion"]).astype({"sentences": int})
 
 
-def accuracy_by_portion(model: nn.Module, corpus: pd.DataFrame, split: str = "test") -> dict[str, float]:
+def accuracy_by_portion(model: nn.Module, corpus: pd.DataFrame, split: str = "test",
+                        tasks: Mapping[str, Sequence[str]] = TASKS) -> dict[str, float]:
     """``scores_by_portion`` as one flat row, ``{"<task> accuracy, <portion>": ...}``, for comparison tables."""
-    table = scores_by_portion(model, corpus, split)
+    table = scores_by_portion(model, corpus, split, tasks=tasks)
     return {f"{task} accuracy, {portion}": value for (task, portion), value in table["accuracy"].items()}
 
 
-def confident_mistakes(model: nn.Module, frame: pd.DataFrame, n: int = 8) -> pd.DataFrame:
+def confident_mistakes(model: nn.Module, frame: pd.DataFrame, n: int = 8,
+                       tasks: Mapping[str, Sequence[str]] = TASKS) -> pd.DataFrame:
     """Per task, the ``n`` sentences of ``frame`` the model gets wrong with the highest probability.
 
     Low-probability errors are the expected ones; confident errors show what the model learned wrongly
     (a cue it trusts too much, a label it cannot read, or a label in the data that is itself debatable).
     """
     predictions = model.predict(frame["text"].tolist())
-    portions = label_portions(frame, model.tasks).to_numpy()
+    portions = label_portions(frame, tasks).to_numpy()
     tables = []
     for task in model.tasks:
         truth = frame[task].to_numpy()

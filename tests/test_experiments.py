@@ -131,3 +131,12 @@ def test_accuracy_by_portion_is_one_flat_row(model):
     assert row["sentiment accuracy, sentiment only"] == pytest.approx(0.5)
     assert row["sentiment accuracy, aligned"] == pytest.approx(0.5)  # business +/-, sci_tech +/-, world +/-
     assert set(row) == {"sentiment accuracy, aligned", "sentiment accuracy, sentiment only", "topic accuracy, aligned"}
+
+
+def test_a_single_task_model_is_scored_on_the_corpus_portions(tiny_model_dirs):
+    set_seed(0)
+    sentiment_model = MultiTaskSentenceTransformer({"sentiment": TASKS["sentiment"]}, tiny_model_dirs["bert"])
+    test = CORPUS[CORPUS["split"] == "test"].copy()
+    test.loc[test.index[:2], "topic"] = pd.NA
+    table = scores_by_portion(sentiment_model, test)
+    assert table["sentences"].to_dict() == {("sentiment", "aligned"): 6, ("sentiment", "sentiment only"): 2}
