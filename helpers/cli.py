@@ -22,7 +22,7 @@ import pandas as pd
 from . import distributed
 from .backbone import DEFAULT_MODEL
 from .data import load_corpus
-from .multitask import MultiTaskSentenceTransformer, _holds_saved_model, check_tasks
+from .multitask import MultiTaskSentenceTransformer, check_tasks, holds_saved_model
 from .pooling import POOLING_MODES
 from .training import TrainConfig, evaluate, train
 from .utils import set_seed
@@ -141,7 +141,7 @@ def check_out_dir(out: Path) -> None:
     """Refuse, before any training, a folder that ``model.save`` would refuse after it."""
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file; pass a folder")
-    if out.is_dir() and any(out.iterdir()) and not _holds_saved_model(out):
+    if out.is_dir() and any(out.iterdir()) and not holds_saved_model(out):
         raise FileExistsError(f"--out {out} is not empty and does not hold a saved model; pass a new or empty "
                               "folder (nothing was written)")
 

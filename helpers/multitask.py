@@ -163,7 +163,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         if directory.exists() and not directory.is_dir():
             raise FileExistsError(f"{directory} is a file, not a folder; save to a new or empty folder "
                                   "(nothing was written)")
-        if directory.is_dir() and any(directory.iterdir()) and not _holds_saved_model(directory):
+        if directory.is_dir() and any(directory.iterdir()) and not holds_saved_model(directory):
             raise FileExistsError(f"{directory} is not empty and does not hold a saved model; "
                                   "save to a new or empty folder (nothing was written)")
         target = directory.resolve()  # through a symlink: the linked folder gets the model, the link stays
@@ -211,7 +211,8 @@ class MultiTaskSentenceTransformer(nn.Module):
         return model.to(check_device(device)) if device is not None else model
 
 
-def _holds_saved_model(directory: Path) -> bool:
+def holds_saved_model(directory: Path) -> bool:
+    """Whether ``directory`` holds a model written by ``save`` (so saving there again replaces only it)."""
     try:
         return json.loads((directory / CONFIG_FILE).read_text()).get("format") == FORMAT
     except (OSError, ValueError, AttributeError):
