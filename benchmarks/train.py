@@ -2,7 +2,9 @@
 
     python benchmarks/train.py [--random-weights] [--device cuda] [--n 128] [--batch-size 32] [--precision bf16]
 Both loops run in fp32; helpers.train also runs under ``--precision`` autocast, and the script prints
-that speed-up over fp32. The last line is ``ratio <helpers / plain loop>`` (both fp32).
+that speed-up over fp32. It also prints what the per-step finiteness check costs without clipping (with
+clipping, the norm it checks is the one clipping computes anyway): helpers.train with the gradient norm
+against the same loop with the norm replaced by zero. The last line is ``ratio <helpers / plain loop>``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from common import parse_args, sentences
 
-from helpers import DEFAULT_MODEL, TASKS, MultiTaskSentenceTransformer, make_loader
+from helpers import DEFAULT_MODEL, TASKS, MultiTaskSentenceTransformer, make_loader, training
 from helpers.timing import best_throughputs
 from helpers.training import TrainConfig, train
 
@@ -37,13 +39,25 @@ def main() -> None:
             loss.backward()
             optimizer.step()
 
-    def helpers_loop(precision: str) -> None:
-        train(model, batches, None, TrainConfig(epochs=1, lr=1e-5, device=str(args.device), precision=precision))
+    def helpers_loop(precision: str, max_grad_norm: float | None = 1.0) -> None:
+        train(model, batches, None, TrainConfig(epochs=1, lr=1e-5, device=str(args.device), precision=precision,
+                                                max_grad_norm=max_grad_norm))
+
+    def without_norm() -> None:
+        real, training.gradient_norm = training.gradient_norm, lambda parameters: torch.zeros(())
+        try:
+            helpers_loop("fp32", max_grad_norm=None)
+        finally:
+            training.gradient_norm = real
 
     low = f"helpers.train {args.precision}"
     runs = {"plain PyTorch loop": plain_loop, "helpers.train": lambda: helpers_loop("fp32"),
-            low: lambda: helpers_loop(args.precision)}
+            low: lambda: helpers_loop(args.precision),
+            "no clipping": lambda: helpers_loop("fp32", max_grad_norm=None), "no clipping, no norm": without_norm}
     speed = best_throughputs(runs, len(texts), args.rounds)
+    steps = len(batches)
+    check_ms = 1000 * len(texts) / steps * (1 / speed["no clipping"] - 1 / speed["no clipping, no norm"])
+    print(f"finiteness check without clipping: {check_ms:.1f} ms per step")
     print(f"device {args.device}, {len(texts)} sentences, batch {args.batch_size}, "
           f"weights {'random' if args.random_weights else 'pretrained'}")
     for name, value in speed.items():

@@ -1,17 +1,21 @@
 """Sentence embeddings and multi-task learning with transformers: the code the notebooks share.
 
-Each module's docstring names the notebook that explains it.
+Each module does one job, named in its docstring with the notebook that explains it (where one does);
+the README's module table lists them. ``python -m helpers`` is the training command (see helpers.cli).
 """
 
 from .backbone import DEFAULT_MODEL, load_backbone, quiet_transformers, resolve_model_path
 from .data import IGNORE_INDEX, SPLITS, TASKS, SentenceDataset, label_maps, label_portions, load_corpus, make_loader
+from .devices import pick_device
 from .embedder import SentenceTransformer
-from .freezing import freeze
+from .freezing import GradualUnfreezing, freeze
+from .losses import task_losses
+from .metrics import evaluate
 from .multitask import MultiTaskSentenceTransformer
 from .parameters import parameter_table
 from .pooling import POOLING_MODES, pool
-from .training import TrainConfig, evaluate, train
-from .utils import pick_device, set_seed
+from .seeding import set_seed
+from .training import TrainConfig, train
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -19,6 +23,7 @@ __all__ = [
     "POOLING_MODES",
     "SPLITS",
     "TASKS",
+    "GradualUnfreezing",
     "MultiTaskSentenceTransformer",
     "SentenceDataset",
     "SentenceTransformer",
@@ -36,5 +41,6 @@ __all__ = [
     "quiet_transformers",
     "resolve_model_path",
     "set_seed",
+    "task_losses",
     "train",
 ]

@@ -1,7 +1,8 @@
-"""``python -m helpers.train``: train a MultiTaskSentenceTransformer on your own labelled CSV.
+"""``python -m helpers``: train a MultiTaskSentenceTransformer on your own labelled CSV.
 
-The same command runs in one process or, under ``torchrun``, data-parallel over several GPUs or machines
-(see ``helpers.distributed`` and the README, "Beyond one machine"). Every ``TrainConfig`` field is a flag.
+The same command runs in one process or, under ``torchrun -m helpers``, data-parallel over several GPUs or
+machines (see ``helpers.distributed`` and the README, "Beyond one machine"). Every ``TrainConfig`` field is
+a flag, and every flag takes effect.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import typing
 import warnings
@@ -21,11 +21,14 @@ import pandas as pd
 
 from . import distributed
 from .backbone import DEFAULT_MODEL
+from .checks import is_positive_int
 from .data import load_corpus
-from .multitask import MultiTaskSentenceTransformer, check_tasks, holds_saved_model
+from .freezing import GradualUnfreezing
+from .metrics import as_json, evaluate
+from .multitask import MultiTaskSentenceTransformer, check_save_target, check_tasks
 from .pooling import POOLING_MODES
-from .training import TrainConfig, evaluate, train
-from .utils import set_seed
+from .seeding import set_seed
+from .training import TrainConfig, train
 
 VAL_SHARE = 0.1  # of the rows, when the CSV has no split column
 
@@ -39,7 +42,7 @@ def _optional(kind: type) -> Callable[[str], object]:
 
 
 def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    if not text.isdigit() or not is_positive_int(int(text)):
         raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
     return int(text)
 
@@ -75,9 +78,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.train",
+        prog="python -m helpers",
         description="Train a MultiTaskSentenceTransformer on a labelled CSV. Under torchrun "
-                    "(torchrun --nproc-per-node N -m helpers.train ...) it trains data-parallel.")
+                    "(torchrun --nproc-per-node N -m helpers ...) it trains data-parallel.")
     parser.add_argument("--data", type=Path, required=True,
                         help="CSV with a text column, one column per task (labels; empty = missing) and "
                              "optionally split (train/val/test; without it: a seeded 90/10 train/val split)")
@@ -96,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="token vectors -> sentence vector (default: %(default)s)")
     parser.add_argument("--max-seq-length", type=_positive_int,
                         help="truncate sentences to this many tokens (default: the model's own limit)")
+    parser.add_argument("--gradual-unfreezing", action="store_true",
+                        help="train the heads first, then unfreeze one more encoder layer from the top at each "
+                             "stage (one process only; stages: one per epoch, or --unfreeze-every steps)")
     _add_config_flags(parser)
     parser.set_defaults(show_progress_bar=sys.stdout.isatty())
     return parser
@@ -137,31 +143,18 @@ def read_labelled_csv(path: Path, tasks: Mapping[str, Sequence[str]] | None = No
     return frame, tasks
 
 
-def check_out_dir(out: Path) -> None:
-    """Refuse, before any training, a folder that ``model.save`` would refuse after it."""
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file; pass a folder")
-    if out.is_dir() and any(out.iterdir()) and not holds_saved_model(out):
-        raise FileExistsError(f"--out {out} is not empty and does not hold a saved model; pass a new or empty "
-                              "folder (nothing was written)")
-
-
-def summary(results: dict[str, dict], tasks: Mapping[str, Sequence[str]]) -> dict[str, dict]:
-    """``evaluate``'s results as JSON: NaN (a task without labels) becomes null."""
-    def number(value: float) -> float | None:
-        return None if math.isnan(value) else value
-
-    return {task: {"n": r["n"], "loss": number(r["loss"]), "accuracy": number(r["accuracy"]),
-                   "macro_f1": number(r["macro_f1"]), "labels": list(tasks[task]), "confusion": r["confusion"].tolist()}
-            for task, r in results.items()}
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         config = train_config(args)
-        check_out_dir(args.out)
+        if config.unfreeze_every is not None and not args.gradual_unfreezing:
+            raise ValueError("--unfreeze-every sets the length of a gradual-unfreezing stage; add "
+                             "--gradual-unfreezing, or drop --unfreeze-every")
+        if args.gradual_unfreezing and distributed.world_size_from_environment() > 1:
+            raise ValueError("--gradual-unfreezing cannot run under torchrun: DDP synchronises only the "
+                             "parameters trainable when it wraps the model; drop the flag or run one process")
+        check_save_target(args.out)
         frame, tasks = read_labelled_csv(args.data, args.tasks, config.seed)
     except (OSError, ValueError) as error:
         parser.error(str(error))
@@ -184,16 +177,15 @@ def run(args: argparse.Namespace, config: TrainConfig, splits: dict[str, pd.Data
         warnings.simplefilter("ignore")  # one copy of each warning, from rank 0
     config.show_progress_bar = config.show_progress_bar and distributed.is_main()
     set_seed(config.seed)  # the same heads on every rank (DDP copies rank 0's anyway)
-    model = MultiTaskSentenceTransformer(tasks, args.model, pooling=args.pooling)
-    if args.max_seq_length is not None:
-        model.encoder.max_seq_length = args.max_seq_length
+    model = MultiTaskSentenceTransformer(tasks, args.model, pooling=args.pooling, max_seq_length=args.max_seq_length)
+    unfreezing = GradualUnfreezing(model) if args.gradual_unfreezing else None
     loaders = {split: distributed.make_loader(rows, model.tokenize, tasks, args.batch_size, shuffle=split == "train",
                                               seed=config.seed) for split, rows in splits.items()}
     report(", ".join(f"{len(rows)} {split}" for split, rows in splits.items()) + " sentences; tasks "
            + ", ".join(f"{task} ({len(labels)} labels)" for task, labels in tasks.items())
            + f"; {distributed.world_size()} process(es), batch {args.batch_size} each")
-    history = train(model, loaders["train"], loaders["val"], config)
-    metrics = {split: summary(evaluate(model, loaders[split], precision=config.precision), tasks)
+    history = train(model, loaders["train"], loaders["val"], config, unfreezing=unfreezing)
+    metrics = {split: as_json(evaluate(model, loaders[split], precision=config.precision), tasks)
                for split in ("val", "test") if split in loaders}
     if distributed.is_main():
         model.save(args.out)

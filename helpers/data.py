@@ -6,15 +6,16 @@ so the loss skips it.
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from .utils import check_batch_size
+from .checks import check_batch_size
 
 TASKS: dict[str, list[str]] = {
     "topic": ["world", "sports", "business", "sci_tech"],  # the four AG News classes
@@ -27,6 +28,18 @@ CORPUS_PATH = Path(__file__).resolve().parents[1] / "data" / "sentences.csv"
 
 def _problem(path: Path, line: int, column: str, value: object, allowed: str) -> ValueError:
     return ValueError(f"{path}, line {line}, column {column!r}: {value!r} is not allowed; {allowed}")
+
+
+def _record_lines(text: str) -> list[int]:
+    """The line each CSV record starts on, the header first: a quoted field may span lines, and blank lines
+    are skipped (as pandas skips them)."""
+    starts, end = [], 0
+    reader = csv.reader(io.StringIO(text))
+    for record in reader:
+        if record:
+            starts.append(end + 1)
+        end = reader.line_num
+    return starts
 
 
 def load_corpus(path: str | Path = CORPUS_PATH, tasks: Mapping[str, Sequence[str]] = TASKS,
@@ -62,7 +75,7 @@ def load_corpus(path: str | Path = CORPUS_PATH, tasks: Mapping[str, Sequence[str
     missing = [column for column in required if column not in frame.columns]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}; found {list(frame.columns)}, required {required}")
-    line_of = {row: row + 2 for row in frame.index}  # line 1 is the header
+    line_of = dict(zip(frame.index, _record_lines(text)[1:]))
     seen: dict[str, int] = {}
     for row, value in frame["text"].items():
         if not value.strip():
@@ -136,40 +149,74 @@ class Collator:
 
 
 class LengthGroupedBatches(Sampler[list[int]]):
-    """Shuffled batches of sentences of similar length, so little compute is spent on padding.
+    """Shuffled batches of sentences of similar length, so little compute is spent on padding; under
+    data-parallel training, one process's share of them.
 
-    Each epoch: shuffle all rows, cut them into chunks of ``batch_size * chunk_batches``, sort each chunk
-    by length, cut it into batches, and shuffle the batches. Batches stay random; padding shrinks.
+    Each epoch (each pass over the sampler) draws a permutation from ``seed`` + the epoch number. Process
+    ``rank`` of ``world_size`` takes every ``world_size``-th row of it, wrapping around so every share is
+    equally long: every process then takes the same number of steps, which DDP needs. The share is cut
+    into chunks of ``batch_size * chunk_batches``, each chunk sorted by length and cut into batches, and
+    the batches are shuffled. Batches stay random; padding shrinks.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, generator: torch.Generator,
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
                  chunk_batches: int = 16) -> None:
-        self.lengths, self.batch_size, self.generator = list(lengths), batch_size, generator
+        self.lengths, self.batch_size, self.seed = list(lengths), check_batch_size(batch_size), seed
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.share = -(-len(self.lengths) // world_size)
         self.chunk = batch_size * chunk_batches
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        return -(-self.share // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1  # each pass is the next epoch, on every process alike
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        mine = [order[i % len(order)] for i in range(self.rank, self.share * self.world_size, self.world_size)]
         batches = []
-        for start in range(0, len(order), self.chunk):
-            chunk = sorted(order[start:start + self.chunk], key=lambda i: self.lengths[i])
+        for start in range(0, len(mine), self.chunk):
+            chunk = sorted(mine[start:start + self.chunk], key=lambda i: self.lengths[i])
             batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        for position in torch.randperm(len(batches), generator=self.generator).tolist():
+        for position in torch.randperm(len(batches), generator=generator).tolist():
             yield batches[position]
 
 
 def make_loader(frame: pd.DataFrame, tokenize: Callable[[list[str]], dict[str, torch.Tensor]],
                 tasks: Mapping[str, Sequence[str]] = TASKS, batch_size: int = 32, shuffle: bool = False,
-                seed: int = 0) -> DataLoader:
-    """A DataLoader over ``frame``. With ``shuffle``, batches are random but group sentences of similar
-    length (see LengthGroupedBatches), drawn from a generator seeded with ``seed`` so runs repeat exactly.
+                seed: int = 0, rank: int = 0, world_size: int = 1) -> DataLoader:
+    """A DataLoader over ``frame`` (over process ``rank``'s share of it, of ``world_size``).
+
+    With ``shuffle`` (training), batches are random but group sentences of similar length (see
+    ``LengthGroupedBatches``), seeded so runs repeat exactly. Without (evaluation), rows keep their order and
+    a process takes every ``world_size``-th row, without padding: each row counts once in summed metrics.
     """
     check_batch_size(batch_size)
     dataset = SentenceDataset(frame, tasks)
-    if not shuffle:
-        return DataLoader(dataset, batch_size=batch_size, collate_fn=Collator(tokenize))
-    lengths = [len(text) for text in dataset.texts]  # characters: a cheap, monotone proxy for tokens
-    sampler = LengthGroupedBatches(lengths, batch_size, torch.Generator().manual_seed(seed))
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(tokenize))
+    if shuffle:
+        lengths = [len(text) for text in dataset.texts]  # characters: a cheap, monotone proxy for tokens
+        sampler = LengthGroupedBatches(lengths, batch_size, seed, rank, world_size)
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(tokenize))
+    share = dataset if world_size == 1 else Subset(dataset, range(rank, len(dataset), world_size))
+    return DataLoader(share, batch_size=batch_size, collate_fn=Collator(tokenize))
+
+
+def by_length(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted by text length, for evaluation batches with little padding."""
+    return frame.iloc[frame["text"].str.len().argsort(kind="stable")]
+
+
+def split_loaders(corpus: pd.DataFrame, model: torch.nn.Module, batch_size: int = 32, seed: int = 0
+                  ) -> dict[str, DataLoader]:
+    """Train (shuffled, seeded), val and test loaders for ``model``'s tasks (``model.tokenize``, ``model.tasks``).
+
+    Validation and test rows are sorted by length, in batches of 64: metrics do not depend on the order,
+    and batches of similar length waste little compute on padding.
+    """
+    def rows(split: str) -> pd.DataFrame:
+        frame = corpus[corpus["split"] == split]
+        return frame if split == "train" else by_length(frame)
+
+    return {split: make_loader(rows(split), model.tokenize, model.tasks, batch_size=batch_size if split == "train"
+                               else 64, shuffle=split == "train", seed=seed)
+            for split in ("train", "val", "test")}

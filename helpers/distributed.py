@@ -10,18 +10,17 @@ runs the same code with or without torchrun. See the README, "Beyond one machine
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Sampler, Subset
+from torch.utils.data import DataLoader
 
 from . import data
-from .data import Collator, LengthGroupedBatches, SentenceDataset
-from .utils import check_batch_size, module_device, pick_device
+from .devices import module_device, pick_device
 
 
 def is_distributed() -> bool:
@@ -34,6 +33,11 @@ def rank() -> int:
 
 def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
+
+
+def world_size_from_environment() -> int:
+    """The number of processes torchrun starts (1 without torchrun), known before ``setup`` joins them."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_main() -> bool:
@@ -101,6 +105,14 @@ def any_rank(flag: bool) -> bool:
     return bool(sum_over_ranks(torch.tensor(int(flag))).item())
 
 
+def total_counts(counts: Mapping[str, int]) -> dict[str, int]:
+    """Per key, the sum of ``counts`` over all ranks (one all-reduce); ``counts`` itself in one process."""
+    if not is_distributed():
+        return dict(counts)
+    summed = sum_over_ranks(torch.tensor(list(counts.values()), dtype=torch.long)).tolist()
+    return dict(zip(counts, summed))
+
+
 def average_gradients(parameters: Iterable[nn.Parameter]) -> None:
     """Average the gradients of parameters outside DDP (the learned loss weights) over all ranks, as DDP
     does for the model's, so every rank applies the same update. A missing gradient counts as zero."""
@@ -130,47 +142,8 @@ def copy_from_main(model: nn.Module) -> None:
             tensor.copy_(synced)
 
 
-class ShardedLengthGroupedBatches(Sampler[list[int]]):
-    """One rank's batches: its share of each epoch, grouped by length like ``LengthGroupedBatches``.
-
-    Each epoch every rank draws the same permutation (from ``seed`` + the epoch number) and takes every
-    ``world_size``-th row of it; the permutation wraps around so all shares are equally long. Equal shares
-    mean every rank takes the same number of steps, which DDP needs: a rank that stopped early would leave
-    the others waiting at their next all-reduce.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, rank: int, world_size: int) -> None:
-        self.lengths, self.batch_size, self.seed = list(lengths), batch_size, seed
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
-        self.share = -(-len(self.lengths) // world_size)
-
-    def __len__(self) -> int:
-        return -(-self.share // self.batch_size)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        self.epoch += 1  # each pass over the loader is the next epoch, on every rank alike
-        order = torch.randperm(len(self.lengths), generator=generator).tolist()
-        mine = [order[i % len(order)] for i in range(self.rank, self.share * self.world_size, self.world_size)]
-        for batch in LengthGroupedBatches([self.lengths[i] for i in mine], self.batch_size, generator):
-            yield [mine[i] for i in batch]
-
-
 def make_loader(frame: pd.DataFrame, tokenize: Callable[[list[str]], dict[str, torch.Tensor]],
                 tasks: Mapping[str, Sequence[str]], batch_size: int = 32, shuffle: bool = False, seed: int = 0
                 ) -> DataLoader:
-    """``helpers.data.make_loader`` in a single process; under torchrun, this rank's share of ``frame``.
-
-    Training (``shuffle``) shares come from ``ShardedLengthGroupedBatches``. Evaluation shares are every
-    ``world_size``-th row, without padding: ``evaluate`` sums its counts over ranks, so each row counts once.
-    """
-    if not is_distributed():
-        return data.make_loader(frame, tokenize, tasks, batch_size, shuffle, seed)
-    check_batch_size(batch_size)
-    dataset = SentenceDataset(frame, tasks)
-    if shuffle:
-        lengths = [len(text) for text in dataset.texts]
-        sampler = ShardedLengthGroupedBatches(lengths, batch_size, seed, rank(), world_size())
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(tokenize))
-    share = Subset(dataset, range(rank(), len(dataset), world_size()))
-    return DataLoader(share, batch_size=batch_size, collate_fn=Collator(tokenize))
+    """``helpers.data.make_loader`` over this rank's share of ``frame`` (all of it in a single process)."""
+    return data.make_loader(frame, tokenize, tasks, batch_size, shuffle, seed, rank(), world_size())

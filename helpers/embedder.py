@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,16 +12,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .backbone import DEFAULT_MODEL, load_backbone
+from .checks import as_text_list, check_batch_size, check_positive_int
+from .devices import inference_state, module_device, pick_device, to_device
 from .pooling import check_pooling, pool
 from .precision import autocast, autocast_dtype
-from .utils import (
-    as_text_list,
-    check_batch_size,
-    check_device,
-    inference_state,
-    is_positive_int,
-    to_device,
-)
 
 
 class SentenceTransformer(nn.Module):
@@ -37,27 +30,21 @@ class SentenceTransformer(nn.Module):
                  max_seq_length: int | None = None) -> None:
         super().__init__()
         self.pooling = check_pooling(pooling)
-        if max_seq_length is not None and not is_positive_int(max_seq_length):
-            raise ValueError(f"max_seq_length must be None (the model's own limit) or an int >= 1, "
-                             f"got {max_seq_length!r}")
+        check_positive_int("max_seq_length", max_seq_length, none_means="the model's own limit")
         self.model_name = str(model_name)
         self.backbone, self.tokenizer, default_length = load_backbone(model_name, random_weights)
         self.max_seq_length = default_length if max_seq_length is None else max_seq_length
         self.embedding_dim: int = self.backbone.config.hidden_size
-        # DistilBERT, for one, takes no token_type_ids.
-        self._takes_token_type_ids = "token_type_ids" in inspect.signature(self.backbone.forward).parameters
         if device is not None:
-            self.to(check_device(device))
+            self.to(pick_device(device))
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return module_device(self)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token ids ``(batch, seq)`` -> pooled sentence vectors ``(batch, embedding_dim)``."""
-        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None and self._takes_token_type_ids else {}
-        tokens = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
+        tokens = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return pool(tokens, attention_mask, self.pooling)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:

@@ -100,12 +100,20 @@ def optimizer_groups(model: nn.Module, lr: float, head_lr: float | None = None, 
 class GradualUnfreezing:
     """ULMFiT-style gradual unfreezing (Howard & Ruder 2018): train the heads first, then unfreeze one
     more encoder layer from the top at each stage, embeddings last, until the whole model trains.
+
+    ``train(..., unfreezing=GradualUnfreezing(model))`` calls ``begin`` (freeze all but the heads) before it
+    builds the optimizer, then ``unfreeze_next`` at each stage.
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.model = freeze(model, "backbone")
+        self.model = model
         bottom_up = [name for name in components(model) if not name.startswith("head: ")]
         self.stages = [[name] for name in reversed(bottom_up)]
+        self.stages_done = 0
+
+    def begin(self) -> None:
+        """Freeze everything but the heads: the first stage."""
+        freeze(self.model, "backbone")
         self.stages_done = 0
 
     @property

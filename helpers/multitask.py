@@ -15,22 +15,16 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import transformers
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
 
 from .backbone import DEFAULT_MODEL
+from .checks import as_text_list, check_batch_size, check_positive_int
+from .devices import inference_state, module_device, pick_device, to_device
 from .embedder import SentenceTransformer
 from .precision import autocast, autocast_dtype
-from .utils import (
-    as_text_list,
-    check_batch_size,
-    check_device,
-    inference_state,
-    is_positive_int,
-    to_device,
-)
 
 FORMAT = "helpers.MultiTaskSentenceTransformer"
 FORMAT_VERSION = 1
@@ -95,9 +89,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         self.tasks = check_tasks(tasks)
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if hidden_dim is not None and not is_positive_int(hidden_dim):
-            raise ValueError(f"hidden_dim must be None (a linear head) or an int >= 1 (the width of an MLP head), "
-                             f"got {hidden_dim!r}")
+        check_positive_int("hidden_dim", hidden_dim, none_means="a linear head")  # an int: the MLP width
         self.encoder = SentenceTransformer(model_name, pooling, random_weights=random_weights,
                                            max_seq_length=max_seq_length)
         self.hidden_dim = hidden_dim
@@ -105,23 +97,19 @@ class MultiTaskSentenceTransformer(nn.Module):
         self.heads = nn.ModuleDict({task: make_head(self.encoder.embedding_dim, len(labels), hidden_dim, dropout)
                                     for task, labels in self.tasks.items()})
         if device is not None:
-            self.to(check_device(device))
+            self.to(pick_device(device))
 
     @property
     def device(self) -> torch.device:
-        return self.encoder.device
+        return module_device(self)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.encoder.tokenize(texts)
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-              token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Pooled sentence vectors from the shared encoder, before dropout and heads."""
-        return self.encoder(input_ids, attention_mask, token_type_ids)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        shared = self.dropout(self.embed(input_ids, attention_mask, token_type_ids))
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Token ids ``(batch, seq)`` -> ``{task: logits (batch, n_labels)}``: one shared sentence vector,
+        dropout, then each task's head."""
+        shared = self.dropout(self.encoder(input_ids, attention_mask))
         return {task: head(shared) for task, head in self.heads.items()}
 
     def predict(self, sentences: str | Sequence[str], batch_size: int = 32, precision: str = "auto") -> pd.DataFrame:
@@ -160,12 +148,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         or a non-empty folder that does not hold a saved model, so nothing else is overwritten.
         """
         directory = Path(directory)
-        if directory.exists() and not directory.is_dir():
-            raise FileExistsError(f"{directory} is a file, not a folder; save to a new or empty folder "
-                                  "(nothing was written)")
-        if directory.is_dir() and any(directory.iterdir()) and not holds_saved_model(directory):
-            raise FileExistsError(f"{directory} is not empty and does not hold a saved model; "
-                                  "save to a new or empty folder (nothing was written)")
+        check_save_target(directory)
         target = directory.resolve()  # through a symlink: the linked folder gets the model, the link stays
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
@@ -208,7 +191,18 @@ class MultiTaskSentenceTransformer(nn.Module):
             model.load_state_dict(state, strict=True)
         except RuntimeError as error:
             raise ValueError(f"{weights_path} does not match {directory / CONFIG_FILE}: {error}") from None
-        return model.to(check_device(device)) if device is not None else model
+        return model.to(pick_device(device)) if device is not None else model
+
+
+def check_save_target(directory: Path) -> None:
+    """Refuse a file, or a non-empty folder that does not hold a saved model: saving must never overwrite
+    anything but a model saved earlier."""
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory} is a file, not a folder; save to a new or empty folder "
+                              "(nothing was written)")
+    if directory.is_dir() and any(directory.iterdir()) and not holds_saved_model(directory):
+        raise FileExistsError(f"{directory} is not empty and does not hold a saved model; "
+                              "save to a new or empty folder (nothing was written)")
 
 
 def holds_saved_model(directory: Path) -> bool:
@@ -262,7 +256,7 @@ def _slow_vocabulary_files(folder: Path) -> list[str]:
         name = json.loads((folder / "tokenizer_config.json").read_text()).get("tokenizer_class")
     except (OSError, ValueError, AttributeError):
         return []
-    tokenizer_class = tokenizer_class_from_name(name) if isinstance(name, str) else None
+    tokenizer_class = getattr(transformers, name, None) if isinstance(name, str) else None
     names = getattr(tokenizer_class, "vocab_files_names", {})
     return [file for key, file in names.items() if key != "tokenizer_file"]
 

@@ -22,7 +22,7 @@ def _backbone(model: nn.Module) -> nn.Module:
     return getattr(model, "encoder", model).backbone
 
 
-def encoder_layers(backbone: nn.Module) -> nn.ModuleList:
+def transformer_layers(backbone: nn.Module) -> nn.ModuleList:
     """The stack of transformer blocks (BERT/RoBERTa ``encoder.layer``, DistilBERT ``transformer.layer``)."""
     for path in _LAYER_PATHS:
         module = backbone
@@ -36,7 +36,7 @@ def encoder_layers(backbone: nn.Module) -> nn.ModuleList:
 def components(model: nn.Module) -> dict[str, list[nn.Parameter]]:
     """Every parameter of ``model``, grouped by component, bottom to top; each parameter appears once."""
     backbone = _backbone(model)
-    layers = encoder_layers(backbone)
+    layers = transformer_layers(backbone)
     groups: dict[str, list[nn.Parameter]] = {"embeddings": []}
     groups.update({f"layer {i}": list(layer.parameters()) for i, layer in enumerate(layers)})
     placed = {id(p) for group in groups.values() for p in group}

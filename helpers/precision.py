@@ -1,7 +1,12 @@
 """One precision policy for ``encode``, ``predict`` and ``train``: which autocast dtype, if any.
 
-Explained in notebook 04. Autocast covers the forward pass (and the loss); weights, gradients and the
-optimizer step stay in float32, so a low-precision run updates the same float32 model.
+Explained in notebook 04. Autocast covers the forward pass only: the loss is taken in float32, and weights,
+gradients and the optimizer step stay in float32, so a low-precision run updates the same float32 model.
+
+Two rules, one per purpose. Training (``train``) under ``auto`` uses bf16 wherever the hardware computes it
+natively (recent GPUs, CPUs with AVX512-BF16 or AMX), fp16 with loss scaling on older GPUs. Inference
+(``encode``, ``predict`` and ``evaluate``, so every reported score) under ``auto`` stays float32 on a CPU and
+uses bf16/fp16 autocast on a GPU: on CPUs a score never depends on whether the CPU has bf16.
 """
 
 from __future__ import annotations

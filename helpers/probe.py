@@ -1,4 +1,4 @@
-"""A linear probe: logistic regression on frozen sentence embeddings. Explained in notebook 03.
+"""A linear probe: logistic regression on frozen sentence embeddings. Explained in notebooks 03 and 04.
 
 It measures how much of a task a frozen encoder already knows, and it is the "heads only"
 extreme of transfer learning: embeddings are computed once and cached, only the head trains.
@@ -7,8 +7,11 @@ extreme of transfer learning: embeddings are computed once and cached, only the 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
+
+from .data import SentenceDataset
 
 
 def fit_linear_probe(features: np.ndarray, labels: np.ndarray, n_classes: int, weight_decay: float = 1e-3,
@@ -30,7 +33,20 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, n_classes: int, w
     return probe
 
 
-def probe_accuracy(probe: nn.Linear, features: np.ndarray, labels: np.ndarray) -> float:
-    with torch.no_grad():
-        predicted = probe(torch.tensor(np.asarray(features), dtype=torch.float32)).argmax(dim=1).numpy()
-    return float((predicted == np.asarray(labels)).mean())
+def fit_heads_on_cached_embeddings(model: nn.Module, corpus: pd.DataFrame, batch_size: int = 64) -> None:
+    """Heads-only training without re-running the frozen encoder every epoch.
+
+    With the backbone frozen, its output for a sentence never changes, so each training sentence is
+    encoded once and every linear head is fitted on those cached vectors (L2-regularised logistic
+    regression, the linear probe). Requires linear heads (``hidden_dim=None``).
+    """
+    train_rows = corpus[corpus["split"] == "train"]
+    features = model.encoder.encode(train_rows["text"].tolist(), batch_size=batch_size)
+    labels = SentenceDataset(train_rows, model.tasks).labels
+    for task, head in model.heads.items():
+        if not isinstance(head, nn.Linear):
+            raise ValueError(f"head {task!r} is not linear; cached-embedding training needs hidden_dim=None")
+        y = pd.Series(labels[task])
+        known = (y >= 0).to_numpy()
+        probe = fit_linear_probe(features[known], y[known].to_numpy(), head.out_features)
+        head.load_state_dict(probe.state_dict())

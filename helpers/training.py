@@ -1,4 +1,4 @@
-"""The multi-task training loop, its losses and its metrics. Explained in notebook 04.
+"""The multi-task training loop. Explained in notebook 04.
 
 ``train`` is the recipe; ``train_step`` is one optimisation step; ``BestCheckpoint`` keeps the best model
 and decides early stopping; ``History`` turns steps and validations into the table ``train`` returns.
@@ -8,12 +8,9 @@ and do nothing in a single process.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 import numbers
 import warnings
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,19 +18,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .data import IGNORE_INDEX
+from .checks import is_positive_int
+from .devices import module_device, pick_device, to_device
 from .freezing import GradualUnfreezing, optimizer_groups
+from .losses import label_counts, labelled, task_losses
+from .metrics import evaluate
 from .precision import PRECISIONS, autocast, autocast_dtype, grad_scaler
-from .utils import inference_state, module_device, pick_device, set_seed, to_device
+from .seeding import set_seed
 from .weighting import WEIGHTINGS, LossWeighting, make_weighting
 
 METRICS = ("macro_f1", "accuracy")
-HISTORY_COLUMNS = ["epoch", "step", "split", "task", "loss", "accuracy", "macro_f1", "lr", "weight"]
+HISTORY_COLUMNS = ["epoch", "step", "split", "task", "loss", "accuracy", "macro_f1", "lr", "head_lr", "weight"]
 
 
 def _is_int(value: object) -> bool:
@@ -45,7 +44,7 @@ def _is_finite(value: object) -> bool:
 
 
 _CHECKS = {  # field: (may be None, test, what is allowed)
-    "epochs": (False, lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "epochs": (False, is_positive_int, "an int >= 1"),
     "lr": (False, lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
     "head_lr": (True, lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
     "weight_decay": (False, lambda v: _is_finite(v) and v >= 0, "a finite number >= 0"),
@@ -53,10 +52,10 @@ _CHECKS = {  # field: (may be None, test, what is allowed)
     "warmup_ratio": (False, lambda v: _is_finite(v) and 0 <= v < 1, "a number in [0, 1)"),
     "max_grad_norm": (True, lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
     "seed": (False, _is_int, "an int"),
-    "eval_every": (True, lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    "log_every": (False, lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    "early_stopping_patience": (True, lambda v: _is_int(v) and v >= 1, "an int >= 1"),
-    "unfreeze_every": (True, lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "eval_every": (True, is_positive_int, "an int >= 1"),
+    "log_every": (False, is_positive_int, "an int >= 1"),
+    "early_stopping_patience": (True, is_positive_int, "an int >= 1"),
+    "unfreeze_every": (True, is_positive_int, "an int >= 1"),
 }
 
 
@@ -114,110 +113,56 @@ class TrainConfig:
             raise ValueError(f"task_weights must be finite numbers >= 0, got {bad_weights}")
 
 
-def labelled(logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]
-             ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per task, (logits, targets) of the rows that carry that task's label; tasks with none are left out.
-
-    The one place where ``IGNORE_INDEX`` is honoured. The rows are picked where the labels are (the CPU,
-    straight from the collator), so a GPU never waits for the mask.
-    """
-    kept = {}
-    for task, values in logits.items():
-        rows = (labels[task] != IGNORE_INDEX).nonzero().squeeze(1)
-        if len(rows):
-            kept[task] = (values.index_select(0, rows.to(values.device)), labels[task][rows].to(values.device))
-    return kept
-
-
-def task_losses(logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Cross-entropy per task over its labelled rows; a task with no label in the batch is left out
-    (cross-entropy over no rows would be NaN)."""
-    kept = labelled(logits, labels)
-    return {task: F.cross_entropy(values.float(), target) for task, (values, target) in kept.items()}
-
-
-def macro_f1(confusion: np.ndarray) -> float:
-    """Unweighted mean of per-class F1 (classes absent from both truth and prediction count as 0)."""
-    true_positive = np.diag(confusion).astype(float)
-    predicted, actual = confusion.sum(axis=0), confusion.sum(axis=1)
-    denominator = predicted + actual
-    f1 = np.divide(2 * true_positive, denominator, out=np.zeros_like(true_positive), where=denominator > 0)
-    return float(f1.mean())
-
-
-def evaluate(model: nn.Module, loader, device: str | torch.device | None = None, precision: str = "auto"
-             ) -> dict[str, dict]:
-    """Per task: loss, accuracy, macro-F1, confusion matrix (rows: true, columns: predicted), count.
-
-    Only labelled rows count. Runs like ``encode`` (eval mode, no autograd, the model's mode and device
-    restored afterwards, also on error) under the autocast training uses for ``precision``. Under torchrun
-    every rank calls it on its own share of the rows; the counts are summed over ranks, so every rank gets
-    the metrics of all the rows.
-    """
-    confusion = {task: np.zeros((len(labels), len(labels)), dtype=np.int64) for task, labels in model.tasks.items()}
-    loss_sum = {task: torch.zeros(()) for task in model.tasks}
-    with inference_state(model, device) as target:
-        dtype = autocast_dtype(precision, target, training=True)
-        for batch in loader:
-            with autocast(target, dtype):
-                logits = model(to_device(batch["input_ids"], target), to_device(batch["attention_mask"], target))
-            for task, (values, labels) in labelled(logits, batch["labels"]).items():
-                loss_sum[task] += F.cross_entropy(values.float(), labels, reduction="sum").cpu()
-                pairs = torch.stack([labels, values.argmax(dim=-1)]).cpu().numpy()
-                np.add.at(confusion[task], (pairs[0], pairs[1]), 1)
-    confusion = {task: distributed.sum_over_ranks(torch.from_numpy(m)).numpy() for task, m in confusion.items()}
-    loss_sum = {task: distributed.sum_over_ranks(value) for task, value in loss_sum.items()}
-    results = {}
-    for task, matrix in confusion.items():
-        n = int(matrix.sum())
-        results[task] = {"loss": loss_sum[task].item() / n if n else math.nan,
-                         "accuracy": float(np.trace(matrix) / n) if n else math.nan,
-                         "macro_f1": macro_f1(matrix) if n else math.nan, "confusion": matrix, "n": n}
-    return results
-
-
 @dataclass
 class StepResult:
-    """What one step measured, kept as tensors: reading them waits for the device, so it happens at logging."""
+    """What one step measured, kept as tensors on the device; ``History`` reads them when it logs."""
 
-    losses: dict[str, torch.Tensor]  # per task, plus "total" (the weighted objective)
-    correct: dict[str, torch.Tensor]  # labelled rows predicted right, per task
-    labelled: dict[str, int]  # labelled rows, per task
+    losses: dict[str, torch.Tensor]  # per task (this rank's share of the mean, see task_losses), and "total"
+    correct: dict[str, torch.Tensor]  # this rank's labelled rows predicted right, per task
+    labelled: dict[str, int]  # this rank's labelled rows, per task
+
+
+def gradient_norm(parameters) -> torch.Tensor:
+    """The L2 norm of all gradients together (what clipping measures), as a tensor: no device wait."""
+    norms = [torch.linalg.vector_norm(p.grad.detach().float()) for p in parameters if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
 
 def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, weighting: LossWeighting,
                dtype: torch.dtype | None = None, scaler: torch.amp.GradScaler | None = None,
                max_grad_norm: float | None = None) -> StepResult | None:
-    """One optimisation step; None when no row of the batch has a label (nothing to learn from).
+    """One optimisation step; None when no row of the batch (on any rank) has a label.
 
     Only the forward pass runs under autocast (``dtype``); the loss is taken in float32, and the backward
-    pass, clipping and the optimizer step update the float32 weights. Raises FloatingPointError when the
-    loss or an updated weight is not finite. Under DDP (``model`` wrapped by ``distributed.wrap``) the ranks
-    skip a step only together: a rank without labels still joins the others' gradient all-reduce.
+    pass, clipping and the optimizer step update the float32 weights. Each task's loss is divided by the
+    number of its labelled rows in the whole step, over every rank (one all-reduce of the counts), so a
+    data-parallel step equals the one-process step on the union of the ranks' batches. One device wait per
+    step: the loss and the gradient norm are checked together before the update, and FloatingPointError is
+    raised when either is not finite, with the weights as they were.
     """
+    counts = distributed.total_counts(label_counts(batch["labels"]))
+    if not any(counts.values()):
+        return None  # on every rank alike: the counts are global
     device = module_device(model)
     with autocast(device, dtype):
         logits = model(to_device(batch["input_ids"], device), to_device(batch["attention_mask"], device))
-    losses = task_losses(logits, batch["labels"])
-    if not distributed.any_rank(bool(losses)):
-        return None
+    losses = task_losses(logits, batch["labels"], counts, scale=distributed.world_size())
     total = distributed.connect_outputs(weighting(losses), logits)
-    if not torch.isfinite(total):  # before the update, so the weights stay as they were
-        raise FloatingPointError(f"the loss became {total.item()}")
     scaler = scaler or grad_scaler(device, None)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(total).backward()
     distributed.average_gradients(weighting.parameters())  # DDP averages the model's gradients, not these
     if max_grad_norm is not None:
         scaler.unscale_(optimizer)  # clip the true gradients, not fp16-scaled ones
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    else:
+        norm = gradient_norm(model.parameters())
+    # The step's one device wait. With fp16 the scaler skips steps with inf gradients by design: loss only.
+    if not torch.isfinite(total.detach() if scaler.is_enabled() else total.detach() + norm):
+        raise FloatingPointError(f"the loss ({total.item():.4g}) or the gradient norm ({norm.item():.4g}) is not "
+                                 "finite; the weights were not updated")
     scaler.step(optimizer)
     scaler.update()
-    updated = [p for group in optimizer.param_groups for p in group["params"]]
-    if not torch.isfinite(torch.stack(torch._foreach_norm(updated))).all():
-        raise FloatingPointError("a weight became non-finite after the update")
-    if not losses:
-        return None
     kept = labelled({task: values.detach() for task, values in logits.items()}, batch["labels"])
     return StepResult(losses={**{t: loss.detach() for t, loss in losses.items()}, "total": total.detach()},
                       correct={t: (values.argmax(-1) == target).sum() for t, (values, target) in kept.items()},
@@ -288,10 +233,11 @@ class BestCheckpoint:
 
 
 class History:
-    """The rows ``train`` returns: training losses averaged over each log window, and validation scores.
+    """The rows ``train`` returns: training losses and accuracy averaged over each log window, and validation
+    scores. ``lr`` is the encoder's learning rate (its top layer's, with layer decay), ``head_lr`` the heads'.
 
-    Under torchrun the training rows come from each rank's own batches (rank 0's are the ones written);
-    the validation rows cover every rank's share.
+    Under torchrun every row covers all ranks: a training row's loss is the mean over every labelled row of
+    the window's steps, as in one process, and validation counts every rank's share.
     """
 
     def __init__(self, weighting: LossWeighting, metric: str) -> None:
@@ -306,22 +252,25 @@ class History:
             self.window.append(result)
             self.steps_with_labels += 1
 
-    def log_train(self, epoch: int, step: int, lr: float) -> None:
+    def log_train(self, epoch: int, step: int, lr: float, head_lr: float) -> None:
         """One row per task and one for the total, averaged over the steps since the last call."""
         if not self.window:
             return
-        weights, task_loss_sum = self.weighting.weights(), 0.0
-        for task in self.weighting.tasks:
-            steps = [result for result in self.window if task in result.losses]
-            if steps:
-                loss = torch.stack([result.losses[task] for result in steps]).mean().item()
-                correct = sum(result.correct[task] for result in steps).item()
-                accuracy = correct / sum(result.labelled[task] for result in steps)
-                self._row(epoch, step, "train", task, loss, accuracy=accuracy, lr=lr, weight=weights[task])
-                task_loss_sum += loss
-        total = torch.stack([result.losses["total"] for result in self.window]).mean().item()
-        self._row(epoch, step, "train", "total", total, lr=lr)
-        self._warn_if_diverging(step, lr, task_loss_sum)
+        tasks = [task for task in self.weighting.tasks if any(task in r.losses for r in self.window)]
+        losses = [torch.stack([r.losses[task] for r in self.window if task in r.losses]).mean() for task in tasks]
+        losses.append(torch.stack([r.losses["total"] for r in self.window]).mean())
+        correct = [sum(r.correct[task].item() for r in self.window if task in r.correct) for task in tasks]
+        counts = [sum(r.labelled.get(task, 0) for r in self.window) for task in tasks]
+        # One reduction for the whole window: each rank's losses are its share of the mean (see task_losses).
+        summed = distributed.sum_over_ranks(torch.tensor([loss.item() for loss in losses] + correct + counts,
+                                                         dtype=torch.float64)).tolist()
+        n = len(tasks)
+        mean_losses = [value / distributed.world_size() for value in summed[:n + 1]]
+        weights, rates = self.weighting.weights(), {"lr": lr, "head_lr": head_lr}
+        for task, loss, right, count in zip(tasks, mean_losses, summed[n + 1:2 * n + 1], summed[2 * n + 1:]):
+            self._row(epoch, step, "train", task, loss, accuracy=right / count, weight=weights[task], **rates)
+        self._row(epoch, step, "train", "total", mean_losses[-1], **rates)
+        self._warn_if_diverging(step, max(rates.values()), sum(mean_losses[:n]))
         self.window = []
 
     def log_val(self, epoch: int, step: int, results: dict[str, dict]) -> float:
@@ -355,16 +304,23 @@ class History:
 
 
 def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig | None = None,
-          unfreezing: GradualUnfreezing | None = None) -> pd.DataFrame:
+          unfreezing: GradualUnfreezing | None = None, description: str = "training") -> pd.DataFrame:
     """Train ``model`` (a MultiTaskSentenceTransformer) and return its history (see ``History``).
 
     The best validation checkpoint is kept and, with ``restore_best``, loaded back at the end.
-    ``unfreezing`` unfreezes one more component per epoch (or every ``config.unfreeze_every`` steps).
-    Under torchrun it trains data-parallel: give each rank its share (``distributed.make_loader``).
+    ``unfreezing`` freezes the backbone, then unfreezes one more component per epoch (or every
+    ``config.unfreeze_every`` steps). Under torchrun it trains data-parallel: give each rank its share
+    (``distributed.make_loader``). With ``config.show_progress_bar``, one bar named ``description`` counts the
+    steps of the whole run.
     """
     config = config or TrainConfig()
     if len(train_loader) == 0:
         raise ValueError("train_loader is empty: give it at least one batch of labelled sentences")
+    if config.unfreeze_every is not None and unfreezing is None:
+        raise ValueError("unfreeze_every is set but no gradual unfreezing was asked for: pass "
+                         "unfreezing=GradualUnfreezing(model), or leave unfreeze_every at None")
+    if unfreezing is not None:
+        unfreezing.begin()
     set_seed(config.seed + distributed.rank())  # under torchrun, each rank draws its own dropout masks
     device = pick_device(config.device)
     model.to(device).train()
@@ -378,36 +334,38 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
     history = History(weighting, config.metric)
     best = BestCheckpoint(config.early_stopping_patience, config.checkpoint_dir)
     step, stop = 0, False
+    progress = tqdm(total=total_steps, desc=description, unit="step", disable=not config.show_progress_bar)
     for epoch in range(1, config.epochs + 1):
-        batches = tqdm(train_loader, desc=f"epoch {epoch}", disable=not config.show_progress_bar, leave=False)
-        for index, batch in enumerate(batches, 1):
+        progress.set_postfix_str(f"epoch {epoch}/{config.epochs}")
+        for index, batch in enumerate(train_loader, 1):
             if unfreezing is not None and _unfreezing_due(config, epoch, index, step):
                 unfreezing.unfreeze_next(optimizer, config.lr, config.layer_decay, config.weight_decay)
             set_learning_rates(optimizer, lr_factor(step, total_steps, warmup))
             step += 1
+            progress.update()
             try:
                 history.add(train_step(parallel, batch, optimizer, weighting, dtype, scaler, config.max_grad_norm))
             except FloatingPointError as error:
                 raise FloatingPointError(f"{error} at epoch {epoch}, step {step}; lower the learning rate or "
                                          "check the batch for bad inputs") from None
             if step % config.log_every == 0 or step == total_steps:
-                history.log_train(epoch, step, max(group["lr"] for group in optimizer.param_groups))
+                factor = lr_factor(step - 1, total_steps, warmup)
+                history.log_train(epoch, step, config.lr * factor, (config.head_lr or config.lr) * factor)
             end_of_epoch = index == len(train_loader)
             if val_loader is not None and (end_of_epoch or config.eval_every and step % config.eval_every == 0):
                 results = evaluate(model, val_loader, precision=config.precision)
                 stop = best.update(model, history.log_val(epoch, step, results))
             if stop:
                 break
-        if not distributed.any_rank(history.steps_with_labels > 0):
+        if history.steps_with_labels == 0:  # the same on every rank: steps are skipped on global counts
             raise ValueError("no batch of train_loader carried a label for any task: check the label columns")
         if stop:
             break
+    progress.close()
     if config.restore_best and val_loader is not None:
         best.restore(model)
     model.eval()
-    frame = history.frame()
-    frame.attrs.update({"config": dataclasses.asdict(config), "best_" + config.metric: best.score})
-    return frame
+    return history.frame()
 
 
 def _unfreezing_due(config: TrainConfig, epoch: int, index: int, step: int) -> bool:
@@ -415,8 +373,3 @@ def _unfreezing_due(config: TrainConfig, epoch: int, index: int, step: int) -> b
     if config.unfreeze_every is None:
         return index == 1 and epoch > 1
     return step > 0 and step % config.unfreeze_every == 0
-
-
-def copy_model(model: nn.Module) -> nn.Module:
-    """An independent copy (same weights), to train several variants from one starting point."""
-    return copy.deepcopy(model)

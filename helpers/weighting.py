@@ -25,6 +25,8 @@ class LossWeighting(nn.Module):
         raise NotImplementedError
 
     def forward(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted sum of the tasks present in ``losses`` (at least one: there is nothing to weigh else)."""
+        _check_not_empty(losses)
         weights = self.weights()
         return sum(weights[task] * loss for task, loss in losses.items())
 
@@ -64,7 +66,13 @@ class Uncertainty(LossWeighting):
         return {task: math.exp(-s.item()) for task, s in self.log_vars.items()}
 
     def forward(self, losses: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        _check_not_empty(losses)
         return sum(torch.exp(-self.log_vars[t]) * loss + self.log_vars[t] / 2 for t, loss in losses.items())
+
+
+def _check_not_empty(losses: Mapping[str, torch.Tensor]) -> None:
+    if not losses:
+        raise ValueError("no task loss to weigh: a batch without any label has no loss (train_step skips it)")
 
 
 WEIGHTINGS = {"sum": Sum, "static": Static, "uncertainty": Uncertainty}

@@ -130,7 +130,7 @@ BAD_INPUTS = [
     pytest.param(lambda kit: kit.model.encoder.encode(["a"], device="mps"), ValueError,
                  r"device 'mps' is not available.*sees no mps device", id="encode-device-absent-mps", marks=NO_MPS),
     pytest.param(lambda kit: kit.model.encoder.encode(["a"], device=2.5), ValueError,
-                 r"device must be a str .*got float \(2\.5\)", id="encode-device-float"),
+                 r"device must be 'auto', a str .*got float \(2\.5\)", id="encode-device-float"),
     # MultiTaskSentenceTransformer.predict
     pytest.param(lambda kit: kit.model.predict(["ok", 3]), TypeError, r"sentences\[1\] is int", id="predict-int-item"),
     pytest.param(lambda kit: kit.model.predict(None), TypeError, r"sentences must be a str.*got NoneType",

@@ -1,8 +1,11 @@
-"""``python -m helpers.train``: flags from TrainConfig, the CSV it accepts, what it writes."""
+"""``python -m helpers``: flags from TrainConfig, the CSV it accepts, what it writes."""
 
 import dataclasses
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -26,8 +29,41 @@ def parse(*flags: str):
     return cli.build_parser().parse_args(["--data", "x.csv", "--out", "out", "--no-show-progress-bar", *flags])
 
 
-def test_importing_the_cli_keeps_helpers_train_the_function():
-    assert helpers.train is training.train  # the entry point module helpers/train.py was never imported
+def test_no_module_shares_its_name_with_an_exported_name():
+    modules = {path.stem for path in Path(helpers.__file__).parent.glob("*.py")}
+    assert not modules & set(helpers.__all__)
+    assert helpers.train is training.train
+
+
+def test_the_command_is_python_dash_m_helpers(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "helpers", "--help"], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("usage: python -m helpers ")
+
+
+def test_unfreeze_every_without_gradual_unfreezing_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "train", lambda *args, **kwargs: pytest.fail("training started"))
+    with pytest.raises(SystemExit):
+        cli.main(["--data", write(ROWS, tmp_path / "rows.csv"), "--out", str(tmp_path / "out"),
+                  "--unfreeze-every", "2"])
+    assert "--unfreeze-every sets the length of a gradual-unfreezing stage; add --gradual-unfreezing" in (
+        capsys.readouterr().err)
+
+
+def test_gradual_unfreezing_from_the_command_unfreezes_every_few_steps(tmp_path, tiny_model_dirs, monkeypatch):
+    seen = {}
+    real_train = cli.train
+
+    def spy(model, *args, unfreezing=None, **kwargs):
+        seen["unfreezing"], seen["config"] = unfreezing, args[2]
+        return real_train(model, *args, unfreezing=unfreezing, **kwargs)
+
+    monkeypatch.setattr(cli, "train", spy)
+    data = write(ROWS.assign(split=["train", "train", "val", "test"] * 10), tmp_path / "rows.csv")
+    cli.main(["--data", data, "--out", str(tmp_path / "out"), "--model", str(tiny_model_dirs["bert"]),
+              "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--gradual-unfreezing", "--unfreeze-every", "1"])
+    assert seen["config"].unfreeze_every == 1
+    unfreezing = seen["unfreezing"]  # 7 steps, one stage after each: every stage of the tiny model ran
+    assert unfreezing.done and all(p.requires_grad for p in unfreezing.model.parameters())
 
 
 def test_help_lists_every_train_config_field_with_its_explanation(monkeypatch):

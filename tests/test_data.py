@@ -90,9 +90,9 @@ def test_shuffling_is_seeded(minilm, corpus):
 
 def test_length_grouped_batches_cover_every_row_once_with_little_padding():
     lengths = [(i * 37) % 101 + 1 for i in range(1000)]
-    batches = list(LengthGroupedBatches(lengths, batch_size=32, generator=torch.Generator().manual_seed(0)))
+    batches = list(LengthGroupedBatches(lengths, batch_size=32, seed=0))
     assert sorted(i for batch in batches for i in batch) == list(range(1000))
-    assert len(batches) == len(LengthGroupedBatches(lengths, 32, torch.Generator())) == 32
+    assert len(batches) == len(LengthGroupedBatches(lengths, 32)) == 32
     padding = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
     random_order = torch.randperm(1000, generator=torch.Generator().manual_seed(0)).tolist()
     random_batches = [random_order[i:i + 32] for i in range(0, 1000, 32)]
@@ -108,3 +108,10 @@ def test_label_portions_name_which_labels_a_row_carries():
     frame["urgency"] = ["low", "high", "high", pd.NA]
     assert label_portions(frame, three).tolist() == ["aligned", "sentiment + urgency", "topic + urgency",
                                                      "unlabelled"]
+
+
+def test_line_numbers_count_the_lines_of_a_quoted_field_that_spans_several(tmp_path):
+    spanning = '"A match report\nover two lines",sports,positive,train\n\n'  # and a blank line after it
+    path = write(tmp_path, GOOD + spanning + "Ok text here,sports,happy,train\n")
+    with pytest.raises(ValueError, match=r"line 6, column 'sentiment': 'happy'"):
+        load_corpus(path)

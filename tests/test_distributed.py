@@ -1,5 +1,6 @@
 """Data-parallel training on CPU processes (gloo): the same steps as one process, in sync, failing together."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from helpers import (
     make_loader,
     set_seed,
 )
-from helpers.distributed import ShardedLengthGroupedBatches
+from helpers.data import LengthGroupedBatches
 from helpers.training import HISTORY_COLUMNS, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,17 @@ FULL = pd.DataFrame({"text": [" ".join(WORDS[(i * k) % len(WORDS)] for k in rang
 # Partial labels: topic on 1 row in 3, sentiment on 1 in 4, many rows with none.
 PARTIAL = FULL.head(24).assign(topic=[t if i % 3 == 0 else pd.NA for i, t in enumerate(FULL["topic"].head(24))],
                                sentiment=[s if i % 4 == 1 else pd.NA for i, s in enumerate(FULL["sentiment"].head(24))])
+# Label patterns for one step of 2 processes x 16 rows; without shuffling, rank 0 takes the even rows, rank 1 the
+# odd ones. Each pattern gives the ranks different numbers of a task's labels.
+LABEL_PATTERNS = {
+    "topic 1 in 3, sentiment 1 in 4": FULL.assign(topic=FULL["topic"].where(FULL.index % 3 == 0),
+                                                  sentiment=FULL["sentiment"].where(FULL.index % 4 == 1)),
+    "no topic label on rank 1": FULL.assign(topic=FULL["topic"].where(FULL.index % 2 == 0),
+                                            sentiment=FULL["sentiment"].where(FULL.index % 3 != 0)),
+    "no label at all on rank 1": FULL.assign(topic=FULL["topic"].where(FULL.index % 2 == 0),
+                                             sentiment=FULL["sentiment"].where(FULL.index % 4 == 0)),
+}
+WEIGHTINGS = {"sum": {}, "static": {"task_weights": {"topic": 0.7, "sentiment": 1.6}}, "uncertainty": {}}
 ONE_STEP = TrainConfig(epochs=1, lr=1e-4, head_lr=1e-3, warmup_ratio=0.0, device="cpu", precision="fp32",
                        loss_weighting="uncertainty", max_grad_norm=1.0, log_every=1)
 
@@ -103,9 +115,53 @@ def one_step(rank: int, port: int, folder: str, out: Path) -> None:
         distributed.teardown()
 
 
+def weights_and_gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights after the step, and the step's gradients (Adam's first step hardly depends on the
+    gradient's scale, so a gradient off by a constant factor would hide behind equal weights)."""
+    gradients = {f"{name}.grad": p.grad for name, p in model.named_parameters() if p.grad is not None}
+    return {**model.state_dict(), **gradients}
+
+
+def one_step_per_pattern(rank: int, port: int, folder: str, out: Path) -> None:
+    join_group(rank, port)
+    try:
+        for pattern, frame in LABEL_PATTERNS.items():
+            for weighting, settings in WEIGHTINGS.items():
+                model = model_from(folder)
+                loader = distributed.make_loader(frame, model.tokenize, TASKS, batch_size=16)
+                config = dataclasses.replace(ONE_STEP, loss_weighting=weighting, max_grad_norm=None, **settings)
+                train(model, loader, None, config)
+                save_file(weights_and_gradients(model), out / f"{pattern} {weighting} {rank}.safetensors")
+    finally:
+        distributed.teardown()
+
+
+def test_one_step_on_two_processes_equals_one_step_on_the_whole_batch_with_missing_labels(tiny_model_dirs, tmp_path):
+    """Each task's loss is the mean over its labelled rows in the whole step, wherever they are."""
+    folder = str(tiny_model_dirs["bert"])
+    spawn_two(one_step_per_pattern, folder, tmp_path)
+    for pattern, frame in LABEL_PATTERNS.items():
+        shares = [frame.iloc[rank::2] for rank in range(2)]
+        assert [share["topic"].notna().sum() for share in shares] != [8, 8]  # the ranks' counts differ
+        for weighting, settings in WEIGHTINGS.items():
+            model = model_from(folder)
+            start = model.heads["topic"].weight.detach().clone()
+            config = dataclasses.replace(ONE_STEP, loss_weighting=weighting, max_grad_norm=None, **settings)
+            train(model, make_loader(frame, model.tokenize, TASKS, batch_size=32), None, config)
+            assert not torch.equal(start, model.heads["topic"].weight)
+            one_process = weights_and_gradients(model)
+            assert len(one_process) > len(model.state_dict())
+            for rank in range(2):
+                ddp = load_file(tmp_path / f"{pattern} {weighting} {rank}.safetensors")
+                assert ddp.keys() == one_process.keys()
+                for name, value in one_process.items():
+                    torch.testing.assert_close(ddp[name], value, rtol=0, atol=1e-5,
+                                               msg=f"{pattern}, {weighting}, rank {rank}: {name}")
+
+
 def test_each_rank_gets_an_equal_share_reshuffled_each_epoch_and_grouped_by_length():
     lengths = [(7 * i) % 23 + 1 for i in range(50)]
-    samplers = [ShardedLengthGroupedBatches(lengths, 4, seed=0, rank=rank, world_size=3) for rank in range(3)]
+    samplers = [LengthGroupedBatches(lengths, 4, seed=0, rank=rank, world_size=3) for rank in range(3)]
     epochs = [[list(sampler) for sampler in samplers] for _ in range(2)]
     for shares in epochs:
         assert [len(batches) for batches in shares] == [len(sampler) for sampler in samplers] == [5, 5, 5]
@@ -120,7 +176,7 @@ def test_each_rank_gets_an_equal_share_reshuffled_each_epoch_and_grouped_by_leng
 def test_some_step_has_labels_on_one_rank_only():
     """The partial-label run below then covers a rank that must join a step it has nothing to learn from."""
     dataset = SentenceDataset(PARTIAL, TASKS)
-    samplers = [ShardedLengthGroupedBatches([len(t) for t in dataset.texts], 2, 3, rank, 2) for rank in range(2)]
+    samplers = [LengthGroupedBatches([len(t) for t in dataset.texts], 2, 3, rank, 2) for rank in range(2)]
     labelled = [[any(dataset[i]["labels"][t] != IGNORE_INDEX for i in batch for t in TASKS) for batch in sampler]
                 for sampler in samplers]
     assert any(a != b for a, b in zip(*labelled))
@@ -172,7 +228,7 @@ def small_csv(path: Path) -> Path:
 
 def test_the_command_under_torchrun_writes_a_model_that_loads_and_predicts(tiny_model_dirs, tmp_path):
     out = tmp_path / "out"
-    code, output = run_torchrun(["-m", "helpers.train", "--data", str(small_csv(tmp_path / "rows.csv")),
+    code, output = run_torchrun(["-m", "helpers", "--data", str(small_csv(tmp_path / "rows.csv")),
                                  "--out", str(out), "--model", str(tiny_model_dirs["bert"]), "--epochs", "2",
                                  "--batch-size", "4", "--device", "cpu", "--loss-weighting", "uncertainty"])
     assert code == 0, output

@@ -1,3 +1,5 @@
+import time
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -5,17 +7,11 @@ import pytest
 import torch
 
 from helpers import TASKS, MultiTaskSentenceTransformer, set_seed
-from helpers.experiments import (
-    accuracy_by_portion,
-    confident_mistakes,
-    fit_heads_on_cached_embeddings,
-    measure,
-    run_variant,
-    scores_by_portion,
-    split_loaders,
-)
+from helpers.data import split_loaders
+from helpers.experiments import measure, run_variant
 from helpers.freezing import freeze
-from helpers.probe import fit_linear_probe, probe_accuracy
+from helpers.metrics import confident_mistakes, scores_by_portion
+from helpers.probe import fit_heads_on_cached_embeddings, fit_linear_probe
 from helpers.training import TrainConfig
 
 matplotlib.use("Agg")
@@ -38,12 +34,10 @@ def model(tiny_model_dirs):
     return MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"])
 
 
-def test_measure_reports_time_and_memory_growth():
+def test_measure_reports_the_wall_time_of_the_block():
     with measure() as cost:
-        block = torch.ones(64, 2**20)  # 256 MB, touched
-        block += 1
-    assert cost["seconds"] > 0 and cost["peak MB"] > 200
-    del block
+        time.sleep(0.05)
+    assert 0.05 <= cost["seconds"] < 5
 
 
 def test_split_loaders_cover_each_split(model):
@@ -56,7 +50,7 @@ def test_run_variant_trains_and_reports_a_row(model):
     freeze(model, "bottom:1")
     history, row = run_variant(model, CORPUS, TrainConfig(epochs=1, device="cpu"), batch_size=4)
     assert set(history["split"]) == {"train", "val"}
-    assert {"topic accuracy", "sentiment macro-F1", "seconds", "peak MB", "grad + AdamW MB"} <= set(row)
+    assert {"topic accuracy", "sentiment macro-F1", "seconds", "grad + AdamW MB"} <= set(row)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert row["trained parameters"] == trainable and row["grad + AdamW MB"] == 12 * trainable / 2**20
 
@@ -81,8 +75,9 @@ def test_linear_probe_separates_separable_data():
     features = np.concatenate([rng.normal(-2, 1, (50, 3)), rng.normal(2, 1, (50, 3))])
     labels = np.array([0] * 50 + [1] * 50)
     probe = fit_linear_probe(features, labels, 2)
-    assert probe_accuracy(probe, features, labels) > 0.95
-    assert probe_accuracy(probe, features, 1 - labels) < 0.05
+    with torch.no_grad():
+        predicted = probe(torch.tensor(features, dtype=torch.float32)).argmax(dim=1).numpy()
+    assert (predicted == labels).mean() > 0.95
 
 
 def always_predicts(model, task: str, index: int) -> None:
@@ -123,14 +118,15 @@ def test_confident_mistakes_are_the_wrong_answers_with_the_highest_probability(m
     assert topic["probability"].is_monotonic_decreasing
 
 
-def test_accuracy_by_portion_is_one_flat_row(model):
-    test = CORPUS[CORPUS["split"] == "test"].copy()
-    test.loc[test.index[:2], "topic"] = pd.NA
+def test_confident_mistakes_leave_out_answers_below_the_floor(model):
+    test = CORPUS[CORPUS["split"] == "test"]
     always_predicts(model, "sentiment", TASKS["sentiment"].index("positive"))
-    row = accuracy_by_portion(model, test)
-    assert row["sentiment accuracy, sentiment only"] == pytest.approx(0.5)
-    assert row["sentiment accuracy, aligned"] == pytest.approx(0.5)  # business +/-, sci_tech +/-, world +/-
-    assert set(row) == {"sentiment accuracy, aligned", "sentiment accuracy, sentiment only", "topic accuracy, aligned"}
+    mistakes = confident_mistakes(model, test, n=8, min_probability=0.99)
+    assert (mistakes["probability"] >= 0.99).all()
+    assert (mistakes["task"] == "sentiment").sum() == 4  # every negative sentence, predicted positive at ~1.0
+    with torch.no_grad():
+        model.heads["sentiment"].bias.zero_()  # now every answer is a coin flip
+    assert (confident_mistakes(model, test, n=8, min_probability=0.99)["task"] != "sentiment").all()
 
 
 def test_a_single_task_model_is_scored_on_the_corpus_portions(tiny_model_dirs):

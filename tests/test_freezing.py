@@ -101,6 +101,8 @@ def test_a_fully_frozen_model_fails_early_with_a_clear_error(model):
 
 def test_gradual_unfreezing_reaches_full_fine_tuning_on_schedule(model):
     schedule = GradualUnfreezing(model)
+    assert trainable(model) == sum(p.numel() for p in model.parameters())  # building it changes nothing
+    schedule.begin()
     optimizer = torch.optim.AdamW(optimizer_groups(model, lr=1e-3))
     assert trainable(model) == HEAD_PARAMETERS
     assert schedule.unfreeze_next(optimizer, lr=1e-3, layer_decay=0.5) == ["layer 1"]

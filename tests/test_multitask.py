@@ -23,11 +23,6 @@ def test_forward_returns_logits_per_task(tiny):
     assert {task: tuple(v.shape) for task, v in logits.items()} == {"topic": (2, 4), "sentiment": (2, 2)}
 
 
-def test_embed_is_the_shared_encoder_output(tiny):
-    batch = batch_of(tiny)
-    assert torch.equal(tiny.embed(**batch), tiny.encoder(**batch))
-
-
 def test_heads_are_registered_parameters(tiny):
     names = {name for name, _ in tiny.named_parameters()}
     assert {"heads.topic.weight", "heads.sentiment.bias"} <= names

@@ -5,9 +5,19 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import IGNORE_INDEX, TASKS, MultiTaskSentenceTransformer, make_loader, pick_device, set_seed
+from helpers import (
+    IGNORE_INDEX,
+    TASKS,
+    MultiTaskSentenceTransformer,
+    SentenceTransformer,
+    make_loader,
+    pick_device,
+    set_seed,
+)
 from helpers import training as training_module
-from helpers.training import TrainConfig, evaluate, macro_f1, task_losses, train
+from helpers.losses import task_losses
+from helpers.metrics import evaluate, macro_f1
+from helpers.training import TrainConfig, train
 from helpers.weighting import Static, Sum, Uncertainty, make_weighting
 
 TEXTS = ["the team won the cup final", "markets fell on weak earnings", "a new chip doubles battery life",
@@ -236,18 +246,54 @@ def test_a_learning_rate_that_explodes_the_loss_is_reported(model):
             pass  # it may also end in inf; the warning came first
 
 
-def test_a_non_finite_weight_stops_training_at_that_step(model, monkeypatch):
-    real_step = torch.optim.AdamW.step
+def test_a_non_finite_gradient_stops_training_at_that_step_before_the_update(model, monkeypatch):
+    weight = model.heads["topic"].weight
+    backward_passes, weights_before = [], []
 
-    def poisoned_step(self, *args, **kwargs):
-        result = real_step(self, *args, **kwargs)
-        if poisoned_step.calls == 2:
-            with torch.no_grad():
-                self.param_groups[0]["params"][0].view(-1)[0] = float("inf")
-        poisoned_step.calls += 1
-        return result
+    def poison_third_gradient(gradient):
+        backward_passes.append(1)
+        weights_before.append(weight.detach().clone())
+        return gradient * float("inf") if len(backward_passes) == 3 else gradient
 
-    poisoned_step.calls = 0
-    monkeypatch.setattr(torch.optim.AdamW, "step", poisoned_step)
-    with pytest.raises(FloatingPointError, match="a weight became non-finite after the update at epoch 2, step 3"):
+    weight.register_hook(poison_third_gradient)
+    with pytest.raises(FloatingPointError, match=r"gradient norm \(inf\) is not finite; the weights were not updated "
+                                                 r"at epoch 2, step 3"):
         train(model, loaders(model)[0], None, quick_config())
+    assert torch.equal(weight.detach(), weights_before[2])  # the poisoned step changed nothing
+    assert not torch.equal(weights_before[2], weights_before[1])  # while the steps before it did
+
+
+def test_unfreeze_every_needs_gradual_unfreezing(model):
+    with pytest.raises(ValueError, match="unfreeze_every is set but no gradual unfreezing was asked for"):
+        train(model, loaders(model)[0], None, quick_config(unfreeze_every=2))
+
+
+def test_a_weighting_of_no_loss_is_refused():
+    for weighting in (Sum(["topic"]), Uncertainty(["topic"])):
+        with pytest.raises(ValueError, match="no task loss to weigh"):
+            weighting({})
+
+
+def test_history_names_the_encoder_and_head_learning_rates(model):
+    history = train(model, loaders(model)[0], None, quick_config(epochs=1, lr=1e-3, head_lr=1e-2))
+    first = history[history["split"] == "train"].iloc[0]
+    assert first["lr"] == pytest.approx(1e-3) and first["head_lr"] == pytest.approx(1e-2)
+
+
+def test_evaluation_follows_the_inference_rule_float32_on_a_cpu_even_with_native_bf16(model, monkeypatch):
+    import helpers.precision
+
+    loader = loaders(model)[1]
+    fp32 = evaluate(model, loader, precision="fp32")
+    bf16 = evaluate(model, loader, precision="bf16")
+    assert fp32["topic"]["loss"] != bf16["topic"]["loss"]
+    monkeypatch.setattr(helpers.precision, "cpu_has_native_bf16", lambda: True)  # as on a CPU with AVX512-BF16
+    assert evaluate(model, loader)["topic"]["loss"] == fp32["topic"]["loss"]
+
+
+def test_auto_is_a_device_wherever_a_device_is_taken(tiny_model_dirs):
+    model = MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"], device="auto")
+    assert model.device == pick_device("auto")
+    encoder = SentenceTransformer(tiny_model_dirs["bert"], device="auto")
+    assert encoder.encode("a sentence", device="auto").shape == (encoder.embedding_dim,)
+    assert len(model.predict(["a sentence"])) == 1

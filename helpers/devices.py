@@ -1,29 +1,22 @@
-"""Small shared utilities: seeding, device choice, input checks, inference state.
+"""Where models and tensors live: the device choice, batch transfers, and inference that puts a model back.
 
-Used by all four notebooks; notebook 04 explains the device choice.
+``"auto"`` means the same everywhere a device is taken: CUDA, then MPS (Apple GPUs), then the CPU. Every
+notebook picks its device once, at the top, with ``pick_device``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
 
-def set_seed(seed: int = 42) -> None:
-    """Seed Python, NumPy and torch so a run can be repeated exactly on the same machine."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto`` (or None) picks cuda, then mps, then cpu; anything else must name a device this machine has."""
-    if device is None or device == "auto":
+def pick_device(device: str | torch.device | int | None = "auto") -> torch.device:
+    """``auto`` (or None) picks cuda, then mps, then cpu; anything else must name a device this machine has
+    (see ``check_device``)."""
+    if device is None or (isinstance(device, str) and device == "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -44,36 +37,6 @@ def module_device(module: nn.Module) -> torch.device:
     return next(module.parameters(), torch.empty(0)).device
 
 
-def as_text_list(sentences: object) -> tuple[list[str], bool]:
-    """Check a batch of sentences; return (list of str, whether a single str was given).
-
-    Accepts a str, or a list, tuple, NumPy array or pandas Series of str.
-    """
-    if isinstance(sentences, str):
-        return [sentences], True
-    if hasattr(sentences, "tolist") and not isinstance(sentences, torch.Tensor):  # NumPy, pandas
-        sentences = sentences.tolist()
-    if not isinstance(sentences, Sequence) or isinstance(sentences, (bytes, bytearray)):
-        raise TypeError("sentences must be a str or a list, tuple, NumPy array or pandas Series of str, "
-                        f"got {type(sentences).__name__}")
-    for position, text in enumerate(sentences):
-        if not isinstance(text, str):
-            raise TypeError(f"sentences[{position}] is {type(text).__name__} ({text!r:.40}), expected str; "
-                            "convert or drop that item")
-    return list(sentences), False
-
-
-def is_positive_int(value: object) -> bool:
-    """An int >= 1; bools are refused, though Python counts them as ints."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def check_batch_size(batch_size: int) -> int:
-    if not is_positive_int(batch_size):
-        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    return batch_size
-
-
 def _available(kind: str) -> bool:
     """Whether this torch build sees a device of this kind."""
     if kind == "cpu":
@@ -89,7 +52,7 @@ def check_device(device: str | torch.device | int) -> torch.device:
     leaves a model half-moved (``meta`` holds no data: moving there would discard the weights).
     """
     if isinstance(device, bool) or not isinstance(device, (str, torch.device, int)):
-        raise ValueError("device must be a str such as 'cuda:1', a torch.device or a GPU index, "
+        raise ValueError("device must be 'auto', a str such as 'cuda:1', a torch.device or a GPU index, "
                          f"got {type(device).__name__} ({device!r})")
     try:
         parsed = torch.device(device)
@@ -111,12 +74,12 @@ def check_device(device: str | torch.device | int) -> torch.device:
 
 @contextlib.contextmanager
 def inference_state(module: nn.Module, device: str | torch.device | None = None) -> Iterator[torch.device]:
-    """Eval mode, no autograd, optionally on another device; the module's mode and device come back
-    afterwards, also when the move or the work fails.
+    """Eval mode, no autograd, optionally on another device (``"auto"`` allowed); the module's mode and
+    device come back afterwards, also when the move or the work fails.
     """
     was_training = module.training
     home = module_device(module)
-    target = home if device is None else check_device(device)
+    target = home if device is None else pick_device(device)
     try:
         module.eval()
         if target != home:
