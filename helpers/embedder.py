@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from .checks import as_text_list, check_batch_size, check_positive_int
 from .devices import inference_state, module_device, pick_device, to_device
 from .pooling import check_pooling, pool
 from .precision import autocast, autocast_dtype
+
+if TYPE_CHECKING:
+    from .caching import BottomCache
 
 
 class SentenceTransformer(nn.Module):
@@ -35,6 +39,7 @@ class SentenceTransformer(nn.Module):
         self.backbone, self.tokenizer, default_length = load_backbone(model_name, random_weights)
         self.max_seq_length = default_length if max_seq_length is None else max_seq_length
         self.embedding_dim: int = self.backbone.config.hidden_size
+        self.bottom_cache: BottomCache | None = None  # see helpers.caching
         if device is not None:
             self.to(pick_device(device))
 
@@ -44,7 +49,10 @@ class SentenceTransformer(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token ids ``(batch, seq)`` -> pooled sentence vectors ``(batch, embedding_dim)``."""
-        tokens = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.bottom_cache is not None:
+            tokens = self.bottom_cache.forward_top(self.backbone, input_ids, attention_mask)
+        else:
+            tokens = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return pool(tokens, attention_mask, self.pooling)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:

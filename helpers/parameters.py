@@ -24,12 +24,19 @@ def _backbone(model: nn.Module) -> nn.Module:
 
 def transformer_layers(backbone: nn.Module) -> nn.ModuleList:
     """The stack of transformer blocks (BERT/RoBERTa ``encoder.layer``, DistilBERT ``transformer.layer``)."""
+    owner, attribute = layer_stack_owner(backbone)
+    return getattr(owner, attribute)
+
+
+def layer_stack_owner(backbone: nn.Module) -> tuple[nn.Module, str]:
+    """The module holding the stack of transformer blocks, and the attribute it holds it in."""
     for path in _LAYER_PATHS:
-        module = backbone
-        for attribute in path.split("."):
-            module = getattr(module, attribute, None)
-        if isinstance(module, nn.ModuleList):
-            return module
+        *parents, attribute = path.split(".")
+        owner = backbone
+        for name in parents:
+            owner = getattr(owner, name, None)
+        if isinstance(getattr(owner, attribute, None), nn.ModuleList):
+            return owner, attribute
     raise ValueError(f"cannot find the transformer layers of {type(backbone).__name__}; looked for {_LAYER_PATHS}")
 
 

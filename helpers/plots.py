@@ -1,27 +1,62 @@
-"""The walkthrough's figures: one idea per figure, titled, axes labelled. Used by all four notebooks."""
+"""The walkthrough's figures: one idea per figure, titled, axes labelled. Used by all four notebooks.
+
+One colour-blind-safe palette per meaning, the same in every notebook: each label of each task (in the
+task spec's order), each task, and each side of a comparison. Training is a line and validation dots;
+chance is a dotted grey line. Legends sit outside the data.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
+LABEL_COLOURS = {"world": "#0072B2", "sports": "#009E73", "business": "#E69F00", "sci_tech": "#CC79A7",
+                 "negative": "#D55E00", "positive": "#56B4E9"}
+# Paul Tol's muted palette, for what is not a label: tasks, and the two sides of a comparison.
+TASK_COLOURS = {"topic": "#332288", "sentiment": "#882255"}
+PAIR_COLOURS = ("#117733", "#DDCC77")
+CHANCE = {"color": "0.5", "linestyle": ":", "linewidth": 1.2}
+_OTHER_COLOURS = ("#44AA99", "#AA4499", "#999933", "#88CCEE", "#661100")
+
+
+def colour(name: str, position: int = 0) -> str:
+    """The colour of a label or task by name; other names get colours by position."""
+    return LABEL_COLOURS.get(name) or TASK_COLOURS.get(name) or _OTHER_COLOURS[position % len(_OTHER_COLOURS)]
+
+
+def legend_outside(ax: Axes, **options) -> None:
+    """A legend to the right of the axes, where it hides no data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False, **options)
+
 
 def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], title: str,
             xlabel: str = "", ylabel: str = "", fmt: str = "{:.2f}", cmap: str = "viridis",
-            ax: Axes | None = None) -> Axes:
-    """A labelled matrix with its values written in the cells (similarities, confusion matrices)."""
+            ax: Axes | None = None, vmin: float | None = None, vmax: float | None = None,
+            hide_diagonal: bool = False) -> Axes:
+    """A labelled matrix with its values written in the cells (similarities, confusion matrices).
+
+    ``vmin=0`` makes a count's colour honest (zero is the bottom of the scale). ``hide_diagonal`` leaves the
+    diagonal out of the colour scale and greys it (a similarity of 1.00 to itself says nothing).
+    """
     matrix = np.asarray(matrix)
     if ax is None:
         size = max(4.0, 0.6 * len(col_labels) + 2)
         _, ax = plt.subplots(figsize=(size, max(3.0, 0.5 * len(row_labels) + 1.5)))
-    image = ax.imshow(matrix, cmap=cmap)
+    shown = np.ma.masked_where(np.eye(*matrix.shape, dtype=bool), matrix) if hide_diagonal else matrix
+    palette = plt.get_cmap(cmap).with_extremes(bad="0.85")
+    image = ax.imshow(shown, cmap=palette, vmin=vmin, vmax=vmax)
     ax.set_xticks(range(len(col_labels)), col_labels, rotation=45, ha="right")
     ax.set_yticks(range(len(row_labels)), row_labels)
     for (i, j), value in np.ndenumerate(matrix):
+        if hide_diagonal and i == j:
+            ax.text(j, i, "–", ha="center", va="center", fontsize=8, color="0.4")
+            continue
         red, green, blue, _ = image.cmap(image.norm(value))
         light_cell = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
         ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=8,
@@ -34,14 +69,22 @@ def heatmap(matrix: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[
 
 
 def grouped_bars(table: pd.DataFrame, title: str, ylabel: str, ax: Axes | None = None,
-                 ylim: tuple[float, float] | None = None) -> Axes:
-    """Bars for each row of ``table``, one colour per column, values printed on top."""
+                 ylim: tuple[float, float] | None = None, errors: pd.DataFrame | None = None,
+                 colours: Sequence[str] | None = None, chance: float | None = None) -> Axes:
+    """Bars for each row of ``table``, one colour per column (a task's own colour where a column names
+    it), values printed on top; ``errors`` (same shape) draws error bars, ``chance`` a dotted line."""
     if ax is None:
         _, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(table)), 3.5))
-    table.plot.bar(ax=ax, rot=0, width=0.8)
-    ax.legend(loc="lower right", framealpha=0.9)
+    if colours is None:
+        colours = [colour(str(column).split()[0], i) for i, column in enumerate(table.columns)]
+    table.plot.bar(ax=ax, rot=0, width=0.8, color=list(colours), yerr=errors, capsize=3,
+                   error_kw={"elinewidth": 1, "ecolor": "0.2"})
     for container in ax.containers:
-        ax.bar_label(container, fmt="%.2f", fontsize=8)
+        if hasattr(container, "patches"):
+            ax.bar_label(container, fmt="%.2f", fontsize=8, padding=2)
+    if chance is not None:
+        ax.axhline(chance, **CHANCE, label="chance")
+    legend_outside(ax)
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.set_xlabel(table.index.name or "")
@@ -89,54 +132,75 @@ def architecture_diagram(model, title: str = "Hard parameter sharing: one encode
     return ax
 
 
-def loss_curves(history: pd.DataFrame, title: str = "Loss during training") -> np.ndarray:
-    """One panel per task plus the total: training loss (per logging window) and validation loss."""
-    tasks = [task for task in history["task"].unique() if task != "total"] + ["total"]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.2), sharex=True)
-    for ax, task in zip(axes, tasks):
-        for split, style in [("train", "-"), ("val", "o-")]:
-            rows = history[(history["split"] == split) & (history["task"] == task)]
-            ax.plot(rows["step"], rows["loss"], style, label=split, markersize=4)
+def _task_panels(tasks: Sequence[str], extra: int = 0, height: float = 3.2) -> np.ndarray:
+    _, axes = plt.subplots(1, len(tasks) + extra, figsize=(4.4 * (len(tasks) + extra) + 1.2, height),
+                           squeeze=False, sharex=True)
+    return axes[0]
+
+
+def loss_curves(history: pd.DataFrame, tasks: Mapping[str, Sequence[str]],
+                title: str = "Loss during training") -> np.ndarray:
+    """One panel per task plus the total: training loss (a line, each point a logging window), validation
+    loss (dots, step 0 included when it was measured), and the loss of a uniform guess, ln C (dotted)."""
+    names = [*tasks, "total"]
+    axes = _task_panels(list(tasks), extra=1)
+    for ax, task in zip(axes, names):
+        hue = TASK_COLOURS.get(task, "black")
+        train = history[(history["split"] == "train") & (history["task"] == task)]
+        val = history[(history["split"] == "val") & (history["task"] == task)]
+        ax.plot(train["step"], train["loss"], "-", color=hue, alpha=0.6, label="training")
+        ax.plot(val["step"], val["loss"], "o", color=hue, markersize=5, label="validation")
+        if task in tasks:
+            ax.axhline(math.log(len(tasks[task])), **CHANCE, label="uniform guess, ln C")
         ax.set_title(task)
         ax.set_xlabel("step")
-        ax.set_ylabel("cross-entropy" if task != "total" else "weighted sum")
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
+        ax.set_ylabel("cross-entropy" if task != "total" else "weighted sum of task losses")
+        ax.set_ylim(bottom=0)
+    legend_outside(axes[-1])
+    axes[0].figure.suptitle(title)
+    axes[0].figure.tight_layout()
     return axes
 
 
-def metric_curves(history: pd.DataFrame, title: str = "Validation metrics during training") -> np.ndarray:
-    """Validation accuracy and macro-F1 per task against the training step."""
-    val = history[(history["split"] == "val") & (history["task"] != "total")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
-    for ax, metric in zip(axes, ["accuracy", "macro_f1"]):
-        for task, rows in val.groupby("task", sort=False):
-            ax.plot(rows["step"], rows[metric], "o-", label=task, markersize=4)
-        ax.set_title(metric.replace("_", "-"))
+def accuracy_curves(history: pd.DataFrame, tasks: Mapping[str, Sequence[str]],
+                    title: str = "Accuracy during training") -> np.ndarray:
+    """One panel per task: training accuracy (a line, per logging window), validation accuracy (dots), and
+    chance, 1 / C (dotted)."""
+    axes = _task_panels(list(tasks))
+    for ax, (task, labels) in zip(axes, tasks.items()):
+        hue = TASK_COLOURS.get(task, "black")
+        train = history[(history["split"] == "train") & (history["task"] == task)]
+        val = history[(history["split"] == "val") & (history["task"] == task)]
+        ax.plot(train["step"], train["accuracy"], "-", color=hue, alpha=0.6, label="training")
+        ax.plot(val["step"], val["accuracy"], "o", color=hue, markersize=5, label="validation")
+        ax.axhline(1 / len(labels), **CHANCE, label="chance, 1 / C")
+        ax.set_title(task)
         ax.set_xlabel("step")
-        ax.set_ylabel(metric.replace("_", "-"))
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1.02)
+    legend_outside(axes[-1])
+    axes[0].figure.suptitle(title)
+    axes[0].figure.tight_layout()
     return axes
 
 
-def embedding_maps(maps: dict[str, np.ndarray], labels: pd.DataFrame, title: str) -> np.ndarray:
+def embedding_maps(maps: dict[str, np.ndarray], labels: pd.DataFrame, tasks: Mapping[str, Sequence[str]],
+                   title: str) -> np.ndarray:
     """A grid of 2-D scatter plots: one row per embedding space (``maps``: name -> (n, 2) points), one
-    column per label column of ``labels`` (rows without that label are left out of that column)."""
-    fig, axes = plt.subplots(len(maps), len(labels.columns), figsize=(5.2 * len(labels.columns), 4.2 * len(maps)),
-                             squeeze=False)
+    column per task of ``tasks`` (rows of ``labels`` without that label are left out of that column)."""
+    fig, axes = plt.subplots(len(maps), len(tasks), figsize=(5.6 * len(tasks) + 1, 4.2 * len(maps)), squeeze=False)
     for row, (name, points) in enumerate(maps.items()):
-        for column, task in enumerate(labels.columns):
-            ax, known = axes[row, column], labels[task].notna().to_numpy()
-            for label in sorted(labels[task].dropna().unique()):
-                chosen = known & (labels[task] == label).to_numpy()
-                ax.scatter(points[chosen, 0], points[chosen, 1], s=8, alpha=0.6, label=label)
+        for column, (task, names) in enumerate(tasks.items()):
+            ax = axes[row, column]
+            for position, label in enumerate(names):
+                chosen = (labels[task] == label).fillna(False).to_numpy(dtype=bool)
+                ax.scatter(points[chosen, 0], points[chosen, 1], s=8, alpha=0.6, label=label,
+                           color=colour(label, position))
             ax.set_title(f"{name}, coloured by {task}")
             ax.set_xlabel("first principal component")
             ax.set_ylabel("second principal component")
-            ax.legend(markerscale=2, fontsize=8)
+            if row == 0:
+                legend_outside(ax, markerscale=2, fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     return axes

@@ -86,7 +86,8 @@ class TrainConfig:
     device: str = _setting("auto", "auto (cuda > mps > cpu), cpu, cuda, mps; under torchrun each process "
                                    "takes GPU LOCAL_RANK")
     precision: str = _setting("auto", "auto | fp32 | bf16 | fp16 (see helpers.precision)")
-    eval_every: int | None = _setting(None, "also validate every n steps (always at each epoch's end)")
+    eval_every: int | None = _setting(None, "also validate every n steps and before the first (always at each "
+                                            "epoch's end)")
     log_every: int = _setting(10, "training rows in the history every n steps")
     metric: str = _setting("macro_f1", "validation metric (mean over tasks) for the best checkpoint and "
                                        "early stopping: macro_f1 | accuracy")
@@ -334,6 +335,8 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
     history = History(weighting, config.metric)
     best = BestCheckpoint(config.early_stopping_patience, config.checkpoint_dir)
     step, stop = 0, False
+    if val_loader is not None and config.eval_every is not None:  # the curves' starting point: step 0
+        history.log_val(0, 0, evaluate(model, val_loader, precision=config.precision))
     progress = tqdm(total=total_steps, desc=description, unit="step", disable=not config.show_progress_bar)
     for epoch in range(1, config.epochs + 1):
         progress.set_postfix_str(f"epoch {epoch}/{config.epochs}")

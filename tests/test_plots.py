@@ -1,9 +1,19 @@
+import math
+
 import matplotlib
 import numpy as np
 import pandas as pd
 
 from helpers import TASKS, MultiTaskSentenceTransformer
-from helpers.plots import architecture_diagram, grouped_bars, heatmap, loss_curves, metric_curves
+from helpers.plots import (
+    LABEL_COLOURS,
+    accuracy_curves,
+    architecture_diagram,
+    embedding_maps,
+    grouped_bars,
+    heatmap,
+    loss_curves,
+)
 
 matplotlib.use("Agg")
 
@@ -15,7 +25,7 @@ HISTORY = pd.DataFrame([
 def test_every_figure_has_a_title_and_labelled_axes(tiny_model_dirs):
     axes = [heatmap(np.eye(2), ["a", "b"], ["a", "b"], "T", xlabel="x", ylabel="y"),
             grouped_bars(pd.DataFrame({"u": [1.0, 2.0]}, index=pd.Index(["p", "q"], name="x")), "T", "y"),
-            *loss_curves(HISTORY), *metric_curves(HISTORY)]
+            *loss_curves(HISTORY, TASKS), *accuracy_curves(HISTORY, TASKS)]
     for ax in axes:
         assert ax.get_title() and ax.get_ylabel() and ax.get_xlabel()
     diagram = architecture_diagram(MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"]))
@@ -23,5 +33,28 @@ def test_every_figure_has_a_title_and_labelled_axes(tiny_model_dirs):
     assert diagram.get_title() and "topic head" in texts and "sentiment head" in texts
 
 
-def test_loss_curves_draw_one_panel_per_task_plus_total():
-    assert [ax.get_title() for ax in loss_curves(HISTORY)] == ["topic", "sentiment", "total"]
+def test_loss_curves_draw_one_panel_per_task_plus_total_with_the_uniform_guess():
+    axes = loss_curves(HISTORY, TASKS)
+    assert [ax.get_title() for ax in axes] == ["topic", "sentiment", "total"]
+    chance = [line.get_ydata()[0] for line in axes[0].lines if line.get_linestyle() == ":"]
+    assert chance == [math.log(4)]
+
+
+def test_a_hidden_diagonal_is_out_of_the_colour_scale():
+    ax = heatmap(np.array([[1.0, 0.2], [0.4, 1.0]]), ["a", "b"], ["a", "b"], "T", hide_diagonal=True)
+    image = ax.images[0]
+    assert image.norm.vmin == 0.2 and image.norm.vmax == 0.4
+    ax = heatmap(np.array([[40, 3], [5, 50]]), ["a", "b"], ["a", "b"], "T", vmin=0)
+    assert ax.images[0].norm.vmin == 0
+
+
+def test_labels_keep_their_colour_and_the_task_spec_order():
+    points = np.arange(16.0).reshape(8, 2)
+    labels = pd.DataFrame({"topic": ["sports", "world", "business", "sci_tech"] * 2,
+                           "sentiment": ["positive", "negative", pd.NA, "negative"] * 2})
+    axes = embedding_maps({"space": points}, labels, TASKS, "T")
+    topic = axes[0, 0]
+    assert [text.get_text() for text in topic.get_legend().get_texts()] == TASKS["topic"]
+    assert [matplotlib.colors.to_hex(c.get_facecolor()[0]) for c in topic.collections] == [
+        LABEL_COLOURS[label].lower() for label in TASKS["topic"]]
+    assert sum(len(c.get_offsets()) for c in axes[0, 1].collections) == 6  # the rows without sentiment are left out

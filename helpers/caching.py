@@ -1,0 +1,119 @@
+"""Compute once what stays frozen: the output of the encoder's frozen bottom, cached per sentence.
+
+Explained in notebook 03; notebook 04 trains with it. With the embeddings and layers 0..k-1 frozen, their
+output for a sentence never changes, yet a plain loop recomputes it at every step of every epoch.
+``cache_frozen_bottom(model)`` runs the frozen bottom once per sentence, keeps its output (keyed by the
+sentence's token ids), and from then on runs only layers k.. of the backbone. A training step then costs
+about what the trainable layers cost. The frozen layers run as in inference (no dropout) when they fill the
+cache, so a cached run differs slightly from an uncached one, whose frozen layers still drop out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from . import distributed
+from .parameters import components, layer_stack_owner
+
+
+class _GivenHiddenStates(nn.Module):
+    """Stands in for the embedding block: returns the hidden states passed as ``inputs_embeds``."""
+
+    def forward(self, *args: torch.Tensor | None, **kwargs: torch.Tensor | None) -> torch.Tensor:
+        given = kwargs.get("inputs_embeds")
+        return given if given is not None else next(a for a in args if isinstance(a, torch.Tensor))
+
+
+@contextlib.contextmanager
+def _layers(backbone: nn.Module, layers: slice, given_input: bool) -> Iterator[None]:
+    """Run ``backbone`` with only ``layers`` of its blocks (and, with ``given_input``, without its embedding
+    block: ``inputs_embeds`` then enters the first block as it is); the backbone is whole again afterwards."""
+    owner, attribute = layer_stack_owner(backbone)
+    stack, embeddings = getattr(owner, attribute), backbone.embeddings
+    try:
+        setattr(owner, attribute, nn.ModuleList(stack[layers]))
+        if given_input:
+            backbone.embeddings = _GivenHiddenStates()
+        yield
+    finally:
+        setattr(owner, attribute, stack)
+        backbone.embeddings = embeddings
+
+
+class BottomCache:
+    """The output of the embeddings and layers 0..``n_layers``-1 for each sentence seen, on the CPU."""
+
+    def __init__(self, n_layers: int) -> None:
+        self.n_layers = n_layers
+        self.states: dict[bytes, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def forward_top(self, backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                    ) -> torch.Tensor:
+        """Token vectors of the whole backbone, computing only layers ``n_layers``.. (and the bottom of
+        sentences not seen before)."""
+        self._check_still_frozen(backbone)
+        lengths = attention_mask.sum(dim=1).tolist()
+        keys = [input_ids[row, :length].cpu().numpy().tobytes() for row, length in enumerate(lengths)]
+        missing = [row for row, key in enumerate(keys) if key not in self.states]
+        if missing:
+            self._fill(backbone, input_ids[missing], attention_mask[missing], [keys[row] for row in missing],
+                       [lengths[row] for row in missing])
+        hidden = torch.zeros(*input_ids.shape, backbone.config.hidden_size)
+        for row, (key, length) in enumerate(zip(keys, lengths)):
+            hidden[row, :length] = self.states[key]
+        hidden = hidden.to(input_ids.device)
+        with _layers(backbone, slice(self.n_layers, None), given_input=True):
+            return backbone(inputs_embeds=hidden, attention_mask=attention_mask).last_hidden_state
+
+    def _fill(self, backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              keys: list[bytes], lengths: list[int]) -> None:
+        was_training = backbone.training
+        backbone.eval()  # frozen layers as in inference: no dropout in what is kept
+        try:
+            with torch.no_grad(), _layers(backbone, slice(0, self.n_layers), given_input=False):
+                states = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        finally:
+            backbone.train(was_training)
+        for key, length, state in zip(keys, lengths, states.float().cpu()):
+            self.states[key] = state[:length].clone()
+
+    def _check_still_frozen(self, backbone: nn.Module) -> None:
+        groups = components(backbone)
+        bottom = ["embeddings", *(f"layer {i}" for i in range(self.n_layers))]
+        if any(p.requires_grad for name in bottom for p in groups[name]):
+            raise ValueError(f"the cached bottom ({', '.join(bottom)}) is no longer frozen, so its cached output "
+                             "would be stale; freeze it again, or drop the cache with "
+                             "model.encoder.bottom_cache = None")
+
+
+def frozen_bottom_depth(model: nn.Module) -> int:
+    """How many layers, above the embeddings, are frozen from the bottom up (-1: the embeddings train)."""
+    groups = components(model)
+    if any(p.requires_grad for p in groups["embeddings"]):
+        return -1
+    depth = 0
+    while f"layer {depth}" in groups and not any(p.requires_grad for p in groups[f"layer {depth}"]):
+        depth += 1
+    return depth
+
+
+def cache_frozen_bottom(model: nn.Module) -> BottomCache:
+    """Cache the output of ``model``'s frozen bottom (see the module docstring); returns the cache, which
+    fills as sentences pass. ``model`` is a MultiTaskSentenceTransformer or a SentenceTransformer."""
+    depth = frozen_bottom_depth(model)
+    if depth < 0:
+        raise ValueError("the embeddings train, so nothing at the bottom of the encoder is frozen to cache; "
+                         "freeze it first, e.g. freeze(model, 'bottom:4')")
+    if distributed.is_distributed():
+        raise ValueError("cache_frozen_bottom runs in one process only: under torchrun each rank would cache "
+                         "its own share; train without the cache there")
+    encoder = getattr(model, "encoder", model)
+    encoder.bottom_cache = BottomCache(depth)
+    return encoder.bottom_cache
