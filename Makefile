@@ -5,14 +5,15 @@ INSTALLED := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 BENCHMARKS := $(filter-out benchmarks/common.py,$(sort $(wildcard benchmarks/*.py)))
 
-.PHONY: setup run test lint lab bench clean mutants
+.PHONY: setup run test lint lab bench clean mutants constraints
 
+# The developer's set: requirements-dev.txt is requirements.txt (the reader's set) plus the development tools.
 setup: $(INSTALLED)
 
-$(INSTALLED): requirements.txt pyproject.toml
+$(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 run: $(INSTALLED)
@@ -45,6 +46,23 @@ mutants: $(INSTALLED)
 		codes = {p[8:-8]: json.load(open(p))['exit_code_by_key'].values() for p in sorted(glob.glob('mutants/helpers/*.meta'))}; \
 		[print(f'{m:18} {sum(c in (1, 3, -24, 24, 36, 152, 255, -11, -9) for c in v)}/{sum(c is not None for c in v)} killed') \
 		 for m, v in codes.items()]"
+
+# Binder's pins: .binder/constraints.txt holds the versions of this venv (the ones the tests passed with), limited
+# to the reader's set. A freeze of this venv would also pin the development tools and their dependencies, and
+# sorting out which dependencies only they need means walking the dependency graph by hand. So a throwaway venv
+# (same Python) gets Binder's CPU torch and requirements.txt, held to this venv's versions by `-c`, and its freeze
+# is the file. pip stops if this venv's torch is not .binder/requirements.txt's: align the two first. Run it on
+# Linux, as Binder is (a freeze follows the platform), after a passing `make test`, and commit the file.
+CPU_TORCH_INDEX := https://download.pytorch.org/whl/cpu
+constraints: $(INSTALLED)
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PY) -m pip freeze --exclude-editable > "$$tmp/tested.txt" && \
+	$(PY) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/python" -m pip install --quiet --extra-index-url $(CPU_TORCH_INDEX) -c "$$tmp/tested.txt" \
+		"$$(grep -x 'torch==.*' .binder/requirements.txt)" -r requirements.txt && \
+	{ echo "# Written by \`make constraints\`: the reader's set (requirements.txt) at the versions the tests passed with."; \
+	  "$$tmp/venv/bin/python" -m pip freeze --exclude-editable; } > "$$tmp/constraints.txt" && \
+	mv "$$tmp/constraints.txt" .binder/constraints.txt
 
 clean:
 	rm -rf $(VENV) artifacts

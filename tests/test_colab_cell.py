@@ -5,6 +5,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from IPython.core.inputtransformer2 import TransformerManager
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
@@ -17,8 +18,9 @@ def colab_cell(path: Path = NOTEBOOKS[0]) -> str:
     return next(cell.source for cell in notebook.cells if cell.cell_type == "code")
 
 
-def run_on_fake_colab(source: str, monkeypatch) -> list[str]:
-    """Run the cell as if on Colab; return the shell commands and magics it issued instead of running them."""
+def run_on_fake_colab(source: str, monkeypatch) -> tuple[list[str], dict]:
+    """Run the cell as if on Colab; return the shell commands and magics it issued instead of running them, and
+    the variables it set (IPython fills a command's `{NAME}` from them)."""
     issued = []
 
     class FakeShell:
@@ -31,8 +33,9 @@ def run_on_fake_colab(source: str, monkeypatch) -> list[str]:
     monkeypatch.setitem(sys.modules, "google.colab", object())
     monkeypatch.setattr(sys, "path", list(sys.path))
     code = TransformerManager().transform_cell(source)  # `!` and `%` lines become get_ipython() calls
-    exec(code, {"get_ipython": FakeShell})
-    return issued
+    namespace = {"get_ipython": FakeShell}
+    exec(code, namespace)
+    return issued, namespace
 
 
 def test_all_notebooks_share_one_colab_cell():
@@ -46,8 +49,11 @@ def test_placeholder_repo_url_stops_before_any_command(monkeypatch):
 
 
 def test_a_real_repo_url_is_cloned_and_installed_from_inside_the_clone(monkeypatch):
-    """From inside: requirements.txt ends with `-e .`, which pip resolves against the working directory."""
+    """From inside: requirements.txt ends with `-e .`, which pip resolves against the working directory.
+    The torch already installed (Colab's CUDA build) is pinned, so that pip keeps it."""
     source = colab_cell().replace(PLACEHOLDER, "https://github.com/someone/copy")
-    clone, cd = run_on_fake_colab(source, monkeypatch)
-    assert clone == "git clone --quiet {REPO_URL} project && cd project && pip install --quiet -r requirements.txt"
+    (clone, cd), namespace = run_on_fake_colab(source, monkeypatch)
+    assert clone == ("git clone --quiet {REPO_URL} project && cd project"
+                     " && pip install --quiet -r requirements.txt {TORCH}")
+    assert namespace["TORCH"] == f"torch=={torch.__version__}"
     assert cd == "%cd project/notebooks" and sys.path[0] == ".."
