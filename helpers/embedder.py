@@ -40,6 +40,7 @@ class SentenceTransformer(nn.Module):
         self.max_seq_length = default_length if max_seq_length is None else max_seq_length
         self.embedding_dim: int = self.backbone.config.hidden_size
         self.bottom_cache: BottomCache | None = None  # see helpers.caching
+        self.eval()  # as Hugging Face models load: calling it gives the same vector twice (no dropout)
         if device is not None:
             self.to(pick_device(device))
 

@@ -96,6 +96,7 @@ class MultiTaskSentenceTransformer(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.heads = nn.ModuleDict({task: make_head(self.encoder.embedding_dim, len(labels), hidden_dim, dropout)
                                     for task, labels in self.tasks.items()})
+        self.eval()  # like the encoder; train() switches dropout on
         if device is not None:
             self.to(pick_device(device))
 

@@ -79,9 +79,10 @@ def grouped_bars(table: pd.DataFrame, title: str, ylabel: str, ax: Axes | None =
         colours = [colour(str(column).split()[0], i) for i, column in enumerate(table.columns)]
     table.plot.bar(ax=ax, rot=0, width=0.8, color=list(colours), yerr=errors, capsize=3,
                    error_kw={"elinewidth": 1, "ecolor": "0.2"})
-    for container in ax.containers:
+    for container in ax.containers:  # values inside the bars when error bars stand on top of them
         if hasattr(container, "patches"):
-            ax.bar_label(container, fmt="%.2f", fontsize=8, padding=2)
+            ax.bar_label(container, fmt="%.2f", fontsize=8, padding=2,
+                         label_type="edge" if errors is None else "center")
     if chance is not None:
         ax.axhline(chance, **CHANCE, label="chance")
     legend_outside(ax)

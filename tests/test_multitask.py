@@ -157,3 +157,11 @@ def test_bad_task_specs(tiny_model_dirs, tasks, message):
 def test_bad_dropout(tiny_model_dirs):
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
         MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"], dropout=1.5)
+
+
+def test_a_new_model_is_in_eval_mode_so_calling_it_twice_gives_the_same_logits(tiny):
+    batch = batch_of(tiny)
+    assert not tiny.training and not tiny.encoder.backbone.training
+    tiny.predict(["warm up"])  # and it stays so after inference
+    first, second = tiny(**batch), tiny(**batch)
+    assert all(torch.equal(first[task], second[task]) for task in first)
