@@ -104,9 +104,13 @@ def frozen_bottom_depth(model: nn.Module) -> int:
     return depth
 
 
-def cache_frozen_bottom(model: nn.Module) -> BottomCache:
+def cache_frozen_bottom(model: nn.Module, share_with: nn.Module | None = None) -> BottomCache:
     """Cache the output of ``model``'s frozen bottom (see the module docstring); returns the cache, which
-    fills as sentences pass. ``model`` is a MultiTaskSentenceTransformer or a SentenceTransformer."""
+    fills as sentences pass. ``model`` is a MultiTaskSentenceTransformer or a SentenceTransformer.
+
+    ``share_with``: a model already cached whose frozen bottom has the same depth and the same weights (two
+    models built from one pretrained encoder): ``model`` then reads and fills that model's cache.
+    """
     depth = frozen_bottom_depth(model)
     if depth < 0:
         raise ValueError("the embeddings train, so nothing at the bottom of the encoder is frozen to cache; "
@@ -115,5 +119,21 @@ def cache_frozen_bottom(model: nn.Module) -> BottomCache:
         raise ValueError("cache_frozen_bottom runs in one process only: under torchrun each rank would cache "
                          "its own share; train without the cache there")
     encoder = getattr(model, "encoder", model)
-    encoder.bottom_cache = BottomCache(depth)
+    if share_with is None:
+        encoder.bottom_cache = BottomCache(depth)
+    else:
+        encoder.bottom_cache = _shareable_cache(encoder, getattr(share_with, "encoder", share_with), depth)
     return encoder.bottom_cache
+
+
+def _shareable_cache(encoder: nn.Module, other: nn.Module, depth: int) -> BottomCache:
+    cache = getattr(other, "bottom_cache", None)
+    if cache is None or cache.n_layers != depth:
+        raise ValueError(f"share_with must be a model whose cached bottom is {depth} layer(s) deep, like this "
+                         f"model's; it has {'no cache' if cache is None else f'{cache.n_layers} layer(s)'}")
+    bottom = ["embeddings", *(f"layer {i}" for i in range(depth))]
+    mine, theirs = components(encoder.backbone), components(other.backbone)
+    if not all(torch.equal(a, b) for name in bottom for a, b in zip(mine[name], theirs[name], strict=True)):
+        raise ValueError("share_with has other weights in its frozen bottom, so its cached outputs would be "
+                         "wrong for this model; cache this model on its own")
+    return cache

@@ -72,3 +72,15 @@ def test_a_bottom_unfrozen_after_caching_is_refused(tiny_model_dirs):
         model(**model.tokenize(TEXTS[:2]))
     model.encoder.bottom_cache = None
     assert set(model(**model.tokenize(TEXTS[:2]))) == set(TASKS)
+
+
+def test_two_models_with_the_same_frozen_bottom_share_one_cache(tiny_model_dirs):
+    first, second = model_of(tiny_model_dirs["bert"]), model_of(tiny_model_dirs["bert"])
+    cache = cache_frozen_bottom(first)
+    assert cache_frozen_bottom(second, share_with=first) is cache
+    with torch.no_grad():
+        second.encoder.backbone.embeddings.word_embeddings.weight[0, 0] += 1.0
+    with pytest.raises(ValueError, match="share_with has other weights in its frozen bottom"):
+        cache_frozen_bottom(second, share_with=first)
+    with pytest.raises(ValueError, match="cached bottom is 0 layer"):
+        cache_frozen_bottom(model_of(tiny_model_dirs["bert"], "embeddings"), share_with=first)
