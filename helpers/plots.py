@@ -79,10 +79,10 @@ def grouped_bars(table: pd.DataFrame, title: str, ylabel: str, ax: Axes | None =
         colours = [colour(str(column).split()[0], i) for i, column in enumerate(table.columns)]
     table.plot.bar(ax=ax, rot=0, width=0.8, color=list(colours), yerr=errors, capsize=3,
                    error_kw={"elinewidth": 1, "ecolor": "0.2"})
-    for container in ax.containers:  # values inside the bars when error bars stand on top of them
-        if hasattr(container, "patches"):
-            ax.bar_label(container, fmt="%.2f", fontsize=8, padding=2,
-                         label_type="edge" if errors is None else "center")
+    if errors is None:  # with error bars, the values would sit on them: the table beside the figure has them
+        for container in ax.containers:
+            labels = ["" if np.isnan(value) else f"{value:.2f}" for value in container.datavalues]
+            ax.bar_label(container, labels=labels, fontsize=8, padding=2)
     if chance is not None:
         ax.axhline(chance, **CHANCE, label="chance")
     legend_outside(ax)
@@ -157,10 +157,16 @@ def loss_curves(history: pd.DataFrame, tasks: Mapping[str, Sequence[str]],
         ax.set_xlabel("step")
         ax.set_ylabel("cross-entropy" if task != "total" else "weighted sum of task losses")
         ax.set_ylim(bottom=0)
-    legend_outside(axes[-1])
+    _shared_legend(axes)
     axes[0].figure.suptitle(title)
     axes[0].figure.tight_layout()
     return axes
+
+
+def _shared_legend(axes: np.ndarray) -> None:
+    """One legend for a row of panels, right of the last, with the entries of the first (which has them all)."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
 
 
 def accuracy_curves(history: pd.DataFrame, tasks: Mapping[str, Sequence[str]],
@@ -179,7 +185,7 @@ def accuracy_curves(history: pd.DataFrame, tasks: Mapping[str, Sequence[str]],
         ax.set_xlabel("step")
         ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1.02)
-    legend_outside(axes[-1])
+    _shared_legend(axes)
     axes[0].figure.suptitle(title)
     axes[0].figure.tight_layout()
     return axes
