@@ -104,14 +104,19 @@ def frozen_bottom_depth(model: nn.Module) -> int:
     return depth
 
 
-def cache_frozen_bottom(model: nn.Module, share_with: nn.Module | None = None) -> BottomCache:
+def cache_frozen_bottom(model: nn.Module, share_with: nn.Module | None = None, depth: int | None = None
+                        ) -> BottomCache:
     """Cache the output of ``model``'s frozen bottom (see the module docstring); returns the cache, which
     fills as sentences pass. ``model`` is a MultiTaskSentenceTransformer or a SentenceTransformer.
 
     ``share_with``: a model already cached whose frozen bottom has the same depth and the same weights (two
     models built from one pretrained encoder): ``model`` then reads and fills that model's cache.
+    ``depth``: cache only the lowest ``depth`` layers (default: every frozen one), e.g. to share a cache.
     """
-    depth = frozen_bottom_depth(model)
+    frozen = frozen_bottom_depth(model)
+    if depth is not None and not 0 <= depth <= frozen:
+        raise ValueError(f"depth must be between 0 and the {frozen} frozen layer(s) at the bottom, got {depth!r}")
+    depth = frozen if depth is None else depth
     if depth < 0:
         raise ValueError("the embeddings train, so nothing at the bottom of the encoder is frozen to cache; "
                          "freeze it first, e.g. freeze(model, 'bottom:4')")

@@ -84,3 +84,18 @@ def test_two_models_with_the_same_frozen_bottom_share_one_cache(tiny_model_dirs)
         cache_frozen_bottom(second, share_with=first)
     with pytest.raises(ValueError, match="cached bottom is 0 layer"):
         cache_frozen_bottom(model_of(tiny_model_dirs["bert"], "embeddings"), share_with=first)
+
+
+def test_a_shallower_cache_than_what_is_frozen_can_be_shared(tiny_model_dirs):
+    layer_one = model_of(tiny_model_dirs["bert"], "bottom:1")
+    cache = cache_frozen_bottom(layer_one)
+    heads_only = model_of(tiny_model_dirs["bert"], "backbone").eval()
+    batch = heads_only.tokenize(TEXTS)
+    with torch.no_grad():
+        plain = heads_only(**batch)
+        assert cache_frozen_bottom(heads_only, share_with=layer_one, depth=1) is cache
+        cached = heads_only(**batch)
+    for task in TASKS:
+        torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="depth must be between 0 and the 1 frozen layer"):
+        cache_frozen_bottom(layer_one, depth=2)
