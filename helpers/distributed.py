@@ -100,11 +100,6 @@ def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
     return total.to(values.device)
 
 
-def any_rank(flag: bool) -> bool:
-    """Whether ``flag`` holds on at least one rank: every rank gets the same answer, so all decide alike."""
-    return bool(sum_over_ranks(torch.tensor(int(flag))).item())
-
-
 def total_counts(counts: Mapping[str, int]) -> dict[str, int]:
     """Per key, the sum of ``counts`` over all ranks (one all-reduce); ``counts`` itself in one process."""
     if not is_distributed():
