@@ -90,12 +90,16 @@ class BottomCache:
             self.states[key] = state[:length].clone()
 
     def _check_still_frozen(self, backbone: nn.Module) -> None:
-        groups = components(backbone)
-        bottom = ["embeddings", *(f"layer {i}" for i in range(self.n_layers))]
+        groups, bottom = components(backbone), _bottom(self.n_layers)
         if any(p.requires_grad for name in bottom for p in groups[name]):
             raise ValueError(f"the cached bottom ({', '.join(bottom)}) is no longer frozen, so its cached output "
                              "would be stale; freeze it again, or drop the cache with "
                              "model.encoder.bottom_cache = None")
+
+
+def _bottom(depth: int) -> list[str]:
+    """The components a bottom of ``depth`` layers spans (see ``helpers.parameters.components``)."""
+    return ["embeddings", *(f"layer {i}" for i in range(depth))]
 
 
 def frozen_bottom_depth(model: nn.Module) -> int:
@@ -141,9 +145,8 @@ def _shareable_cache(encoder: nn.Module, other: nn.Module, depth: int) -> Bottom
     if cache is None or cache.n_layers != depth:
         raise ValueError(f"share_with must be a model whose cached bottom is {depth} layer(s) deep, like this "
                          f"model's; it has {'no cache' if cache is None else f'{cache.n_layers} layer(s)'}")
-    bottom = ["embeddings", *(f"layer {i}" for i in range(depth))]
     mine, theirs = components(encoder.backbone), components(other.backbone)
-    if not all(torch.equal(a, b) for name in bottom for a, b in zip(mine[name], theirs[name], strict=True)):
+    if not all(torch.equal(a, b) for name in _bottom(depth) for a, b in zip(mine[name], theirs[name], strict=True)):
         raise ValueError("share_with has other weights in its frozen bottom, so its cached outputs would be "
                          "wrong for this model; cache this model on its own")
     return cache

@@ -343,7 +343,8 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
         for index, batch in enumerate(train_loader, 1):
             if unfreezing is not None and _unfreezing_due(config, epoch, index, step):
                 unfreezing.unfreeze_next(optimizer, config.lr, config.layer_decay, config.weight_decay)
-            set_learning_rates(optimizer, lr_factor(step, total_steps, warmup))
+            factor = lr_factor(step, total_steps, warmup)
+            set_learning_rates(optimizer, factor)
             step += 1
             progress.update()
             try:
@@ -352,7 +353,6 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
                 raise FloatingPointError(f"{error} at epoch {epoch}, step {step}; lower the learning rate or "
                                          "check the batch for bad inputs") from None
             if step % config.log_every == 0 or step == total_steps:
-                factor = lr_factor(step - 1, total_steps, warmup)
                 history.log_train(epoch, step, config.lr * factor, (config.head_lr or config.lr) * factor)
             end_of_epoch = index == len(train_loader)
             if val_loader is not None and (end_of_epoch or config.eval_every and step % config.eval_every == 0):
