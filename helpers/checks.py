@@ -6,7 +6,9 @@ settings and the command line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import numbers
+from collections.abc import Collection, Sequence
 
 import torch
 
@@ -14,10 +16,10 @@ import torch
 def as_text_list(sentences: object) -> tuple[list[str], bool]:
     """Check a batch of sentences; return (list of str, whether a single str was given).
 
-    Accepts a str, or a list, tuple, NumPy array or pandas Series of str.
+    Accepts a str, or a list, tuple, NumPy array or pandas Series of str (see ``check_text``).
     """
     if isinstance(sentences, str):
-        return [sentences], True
+        return [check_text("the sentence", sentences)], True
     if hasattr(sentences, "tolist") and not isinstance(sentences, torch.Tensor):  # NumPy, pandas
         sentences = sentences.tolist()
     if not isinstance(sentences, Sequence) or isinstance(sentences, (bytes, bytearray)):
@@ -27,12 +29,42 @@ def as_text_list(sentences: object) -> tuple[list[str], bool]:
         if not isinstance(text, str):
             raise TypeError(f"sentences[{position}] is {type(text).__name__} ({text!r:.40}), expected str; "
                             "convert or drop that item")
+        check_text(f"sentences[{position}]", text)
     return list(sentences), False
 
 
+def check_text(name: str, text: str) -> str:
+    """``text`` if it is valid Unicode, else a ValueError naming ``name`` and the fix. (An empty text is valid:
+    it encodes to the vector of the model's special tokens, as in sentence-transformers.)"""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate: what errors="surrogateescape" makes of bad bytes
+        raise ValueError(f"{name} holds {text[error.start]!r} at character {error.start}, half of a surrogate "
+                         "pair, which is not text; it comes from bytes decoded with errors='surrogateescape': "
+                         "decode the source with errors='replace', or remove that character") from None
+    return text
+
+
+def is_int(value: object) -> bool:
+    """An integer (Python's or NumPy's); bools are refused, though Python counts them as ints."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def is_positive_int(value: object) -> bool:
-    """An int >= 1; bools are refused, though Python counts them as ints."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    """An int >= 1 (see ``is_int``)."""
+    return is_int(value) and value >= 1
+
+
+def is_finite_number(value: object) -> bool:
+    """A real number that is neither NaN nor infinite (bools refused)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_choice(name: str, value: object, choices: Collection[str]) -> str:
+    """``value`` if it is one of ``choices``, else a ValueError that lists them."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
 
 
 def check_positive_int(name: str, value: object, none_means: str | None = None) -> int | None:

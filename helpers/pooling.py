@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from .checks import check_choice
+
 POOLING_MODES = ("cls", "max", "mean")
 
 
 def check_pooling(mode: str) -> str:
     """Return ``mode`` if it is a known pooling, else raise a ValueError listing the choices."""
-    if mode not in POOLING_MODES:
-        raise ValueError(f"pooling must be one of {list(POOLING_MODES)}, got {mode!r}")
-    return mode
+    return check_choice("pooling", mode, POOLING_MODES)
 
 
 def pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from .checks import check_choice
+
 
 class LossWeighting(nn.Module):
     """Base class: a weighted sum of the task losses present in a batch."""
@@ -78,11 +80,14 @@ def _check_not_empty(losses: Mapping[str, torch.Tensor]) -> None:
 WEIGHTINGS = {"sum": Sum, "static": Static, "uncertainty": Uncertainty}
 
 
+def check_weighting(name: object) -> str:
+    """``name`` if it names a weighting (a key of ``WEIGHTINGS``), else a ValueError listing them."""
+    return check_choice("loss_weighting", name, WEIGHTINGS)
+
+
 def make_weighting(name: str, tasks: Sequence[str], task_weights: Mapping[str, float] | None = None
                    ) -> LossWeighting:
     """The weighting called ``name`` (a key of ``WEIGHTINGS``) for ``tasks``."""
-    if name not in WEIGHTINGS:
-        raise ValueError(f"loss_weighting must be one of {list(WEIGHTINGS)}, got {name!r}")
-    if name == "static":
+    if check_weighting(name) == "static":
         return Static(tasks, task_weights or {})
     return WEIGHTINGS[name](tasks)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from helpers import precision as precision_module
-from helpers.precision import autocast_dtype, grad_scaler
+from helpers.precision import autocast_dtype, cpu_has_native_bf16, grad_scaler
 
 CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
 
@@ -61,5 +61,46 @@ def test_the_gradient_scaler_is_on_for_fp16_only():
     assert not grad_scaler(CPU, torch.bfloat16).is_enabled()
 
 
-def test_cpu_bf16_query_never_raises():
+def test_cpu_bf16_query_never_raises(tmp_path):
     assert isinstance(precision_module.cpu_has_native_bf16(), bool)
+    assert cpu_has_native_bf16(tmp_path / "no-such-file") is False  # macOS, Windows: no /proc/cpuinfo
+
+
+# The flags line of /proc/cpuinfo on four CPUs (abridged: the vector extensions, in the kernel's order).
+COMMON = "fpu vme de pse tsc msr pae sse sse2 ht syscall nx lm pni ssse3 fma cx16 sse4_1 sse4_2 avx f16c avx2"
+CPU_FLAGS = {
+    "AMD Zen 3 (EPYC 7763): AVX2, no AVX512": (f"{COMMON} bmi1 bmi2 sha_ni vaes vpclmulqdq", False),
+    "Intel Skylake-SP: AVX512-BW/VL/DQ, bf16 only emulated": (
+        f"{COMMON} avx512f avx512dq avx512cd avx512bw avx512vl", False),
+    "AMD Zen 4 (EPYC 9004): AVX512-BF16": (
+        f"{COMMON} avx512f avx512dq avx512ifma avx512cd avx512bw avx512vl avx512_bf16 avx512vbmi", True),
+    "Intel Sapphire Rapids: AVX512-BF16 and AMX": (
+        f"{COMMON} avx512f avx512bw avx512vl avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8", True),
+}
+
+
+@pytest.mark.parametrize("cpu", CPU_FLAGS)
+def test_bf16_counts_as_native_only_where_the_cpu_has_bf16_instructions(tmp_path, cpu):
+    flags, native = CPU_FLAGS[cpu]
+    cpuinfo = tmp_path / "cpuinfo"
+    processor = f"processor\t: {{}}\nmodel name\t: {cpu}\nflags\t\t: {flags}\nbugs\t\t: spectre_v1\n\n"
+    cpuinfo.write_text(processor.format(0) + processor.format(1))
+    assert cpu_has_native_bf16(cpuinfo) is native
+
+
+def test_helpers_precision_fp32_makes_auto_float32_everywhere(monkeypatch, cpu_bf16, gpu_generation):
+    cpu_bf16(True)
+    gpu_generation(9)
+    monkeypatch.setenv("HELPERS_PRECISION", "fp32")
+    for device in (CPU, CUDA):
+        for training in (True, False):
+            assert autocast_dtype("auto", device, training=training) is None
+    assert autocast_dtype("bf16", CPU, training=True) == torch.bfloat16  # an explicit choice still wins
+    monkeypatch.setenv("HELPERS_PRECISION", "auto")
+    assert autocast_dtype("auto", CPU, training=True) == torch.bfloat16
+
+
+def test_an_unknown_helpers_precision_is_refused(monkeypatch):
+    monkeypatch.setenv("HELPERS_PRECISION", "float32")
+    with pytest.raises(ValueError, match=r"HELPERS_PRECISION must be one of .*got 'float32'.*set it to fp32"):
+        autocast_dtype("auto", CPU, training=True)
