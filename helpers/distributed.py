@@ -87,6 +87,21 @@ def connect_outputs(loss: torch.Tensor, outputs: Mapping[str, torch.Tensor]) -> 
     return loss + 0.0 * sum(values.float().sum() for values in outputs.values())
 
 
+def clear_idle_head_gradients(model: nn.Module, counts: Mapping[str, int]) -> None:
+    """Under DDP, clear the gradients of the heads whose task has no label in the whole step (global count 0).
+
+    ``connect_outputs`` keeps every head in DDP's all-reduce, so those heads get zero gradients, and AdamW
+    would decay them and move them on momentum; in one process they get no gradient, and AdamW leaves them
+    alone. The counts are global, so every rank clears the same heads.
+    """
+    if not is_distributed():
+        return
+    for task, count in counts.items():
+        if not count:
+            for parameter in model.module.heads[task].parameters():  # DDP keeps the model in .module
+                parameter.grad = None
+
+
 def _reduction_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
@@ -110,14 +125,18 @@ def total_counts(counts: Mapping[str, int]) -> dict[str, int]:
 
 def average_gradients(parameters: Iterable[nn.Parameter]) -> None:
     """Average the gradients of parameters outside DDP (the learned loss weights) over all ranks, as DDP
-    does for the model's, so every rank applies the same update. A missing gradient counts as zero."""
+    does for the model's, so every rank applies the same update.
+
+    A parameter without a gradient keeps none, as in one process (AdamW then leaves it alone): a learned
+    weight has a gradient on every rank or on none, since a task's loss exists wherever its global label
+    count is above zero (see ``helpers.losses.task_losses``).
+    """
     if not is_distributed():
         return
     for parameter in parameters:
-        if parameter.grad is None:
-            parameter.grad = torch.zeros_like(parameter)
-        dist.all_reduce(parameter.grad)
-        parameter.grad /= world_size()
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= world_size()
 
 
 def save_on_main(model: nn.Module, directory) -> None:
