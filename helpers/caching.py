@@ -4,8 +4,12 @@ Explained in notebook 03; notebook 04 trains with it. With the embeddings and la
 output for a sentence never changes, yet a plain loop recomputes it at every step of every epoch.
 ``cache_frozen_bottom(model)`` runs the frozen bottom once per sentence, keeps its output (keyed by the
 sentence's token ids), and from then on runs only layers k.. of the backbone. A training step then costs
-about what the trainable layers cost. The frozen layers run as in inference (no dropout) when they fill the
-cache, so a cached run differs slightly from an uncached one, whose frozen layers still drop out.
+about what the trainable layers cost. The frozen layers run as in inference (no dropout) and in float32 (also
+under a caller's autocast) when they fill the cache, so a cached run differs slightly from an uncached one,
+whose frozen layers still drop out.
+
+The cache is never stale: it is emptied when the frozen weights change (``load_state_dict``, an in-place edit),
+and it refuses to serve a bottom that trains again.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class BottomCache:
     def __init__(self, n_layers: int) -> None:
         self.n_layers = n_layers
         self.states: dict[bytes, torch.Tensor] = {}
+        self.trusted: set[tuple] = set()  # ``_weights_key`` of the frozen bottoms whose output the states are
 
     def __len__(self) -> int:
         return len(self.states)
@@ -62,7 +67,8 @@ class BottomCache:
                     ) -> torch.Tensor:
         """Token vectors of the whole backbone, computing only layers ``n_layers``.. (and the bottom of
         sentences not seen before)."""
-        self._check_still_frozen(backbone)
+        self._forget_unless_trusted(_weights_key(self._check_still_frozen(backbone)))
+        _check_right_padding(attention_mask)
         lengths = attention_mask.sum(dim=1).tolist()
         on_cpu = input_ids.cpu()  # one copy for the whole batch, not one per row
         keys = [on_cpu[row, :length].numpy().tobytes() for row, length in enumerate(lengths)]
@@ -81,25 +87,55 @@ class BottomCache:
               keys: list[bytes], lengths: list[int]) -> None:
         was_training = backbone.training
         backbone.eval()  # frozen layers as in inference: no dropout in what is kept
-        try:
-            with torch.no_grad(), _layers(backbone, slice(0, self.n_layers), given_input=False):
+        try:  # float32 whatever the caller's autocast: the states are kept, and read by float32 evaluation too
+            with (torch.no_grad(), torch.autocast(input_ids.device.type, enabled=False),
+                  _layers(backbone, slice(0, self.n_layers), given_input=False)):
                 states = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         finally:
             backbone.train(was_training)
         for key, length, state in zip(keys, lengths, states.float().cpu()):
             self.states[key] = state[:length].clone()
 
-    def _check_still_frozen(self, backbone: nn.Module) -> None:
-        groups, bottom = components(backbone), _bottom(self.n_layers)
-        if any(p.requires_grad for name in bottom for p in groups[name]):
-            raise ValueError(f"the cached bottom ({', '.join(bottom)}) is no longer frozen, so its cached output "
-                             "would be stale; freeze it again, or drop the cache with "
+    def _check_still_frozen(self, backbone: nn.Module) -> list[nn.Parameter]:
+        """The parameters of the cached bottom, after checking that none of them trains."""
+        parameters = _bottom_parameters(backbone, self.n_layers)
+        if any(p.requires_grad for p in parameters):
+            raise ValueError(f"the cached bottom ({', '.join(_bottom(self.n_layers))}) is no longer frozen, so its "
+                             "cached output would be stale; freeze it again, or drop the cache with "
                              "model.encoder.bottom_cache = None")
+        return parameters
+
+    def _forget_unless_trusted(self, key: tuple) -> None:
+        """Empty the cache unless ``key`` names frozen weights its states were computed with (or that were found
+        equal to them): other weights make every state stale."""
+        if key not in self.trusted:
+            self.states.clear()
+            self.trusted = {key}
+
+
+def _weights_key(parameters: list[nn.Parameter]) -> tuple:
+    """Which tensors, at which version: every in-place write to a tensor (``load_state_dict`` copies into the
+    parameters, as do ``optimizer.step`` and ``p.add_(...)`` under ``no_grad``) bumps its version counter, the one
+    autograd uses to catch in-place edits. Comparing keys costs microseconds, not a pass over the weights."""
+    return tuple((id(p), p._version) for p in parameters)
+
+
+def _check_right_padding(attention_mask: torch.Tensor) -> None:
+    """The states are stored per sentence as its first ``length`` token vectors, which needs right padding."""
+    if (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
+        raise ValueError("the frozen-bottom cache needs right padding (the attention mask of each row: ones, then "
+                         "zeros), but a row starts with padding; set tokenizer.padding_side = 'right', or drop the "
+                         "cache with model.encoder.bottom_cache = None")
 
 
 def _bottom(depth: int) -> list[str]:
     """The components a bottom of ``depth`` layers spans (see ``helpers.parameters.components``)."""
     return ["embeddings", *(f"layer {i}" for i in range(depth))]
+
+
+def _bottom_parameters(backbone: nn.Module, depth: int) -> list[nn.Parameter]:
+    groups = components(backbone)
+    return [parameter for name in _bottom(depth) for parameter in groups[name]]
 
 
 def frozen_bottom_depth(model: nn.Module) -> int:
@@ -145,8 +181,10 @@ def _shareable_cache(encoder: nn.Module, other: nn.Module, depth: int) -> Bottom
     if cache is None or cache.n_layers != depth:
         raise ValueError(f"share_with must be a model whose cached bottom is {depth} layer(s) deep, like this "
                          f"model's; it has {'no cache' if cache is None else f'{cache.n_layers} layer(s)'}")
-    mine, theirs = components(encoder.backbone), components(other.backbone)
-    if not all(torch.equal(a, b) for name in _bottom(depth) for a, b in zip(mine[name], theirs[name], strict=True)):
+    mine, theirs = _bottom_parameters(encoder.backbone, depth), _bottom_parameters(other.backbone, depth)
+    if not all(torch.equal(a, b) for a, b in zip(mine, theirs, strict=True)):
         raise ValueError("share_with has other weights in its frozen bottom, so its cached outputs would be "
                          "wrong for this model; cache this model on its own")
+    cache._forget_unless_trusted(_weights_key(theirs))  # states of weights it no longer has are stale for both
+    cache.trusted.add(_weights_key(mine))
     return cache

@@ -99,3 +99,77 @@ def test_a_shallower_cache_than_what_is_frozen_can_be_shared(tiny_model_dirs):
         torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="depth must be between 0 and the 1 frozen layer"):
         cache_frozen_bottom(layer_one, depth=2)
+
+
+def cached_and_plain(model, batch) -> tuple[dict, dict]:
+    """The model's outputs read from its cache (filled already) and computed without it, in float32."""
+    with torch.no_grad():
+        cached = model(**batch)
+        cache, model.encoder.bottom_cache = model.encoder.bottom_cache, None
+        plain = model(**batch)
+        model.encoder.bottom_cache = cache
+    return cached, plain
+
+
+def test_the_cache_fills_in_float32_under_a_callers_autocast(tiny_model_dirs):
+    model = model_of(tiny_model_dirs["bert"]).eval()
+    batch = model.tokenize(TEXTS)
+    cache_frozen_bottom(model)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(**batch)  # fills the cache, as a bf16 training step would
+    assert all(state.dtype == torch.float32 for state in cache_states(model))
+    cached, plain = cached_and_plain(model, batch)  # float32 evaluation reads what bf16 training filled
+    for task in TASKS:
+        torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
+
+
+def cache_states(model) -> list[torch.Tensor]:
+    return list(model.encoder.bottom_cache.states.values())
+
+
+@pytest.mark.parametrize("change", ["load_state_dict", "in-place edit"])
+def test_new_frozen_weights_empty_the_cache(tiny_model_dirs, change):
+    model, other = model_of(tiny_model_dirs["bert"]).eval(), model_of(tiny_model_dirs["bert"])
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    batch = model.tokenize(TEXTS)
+    cache_frozen_bottom(model)
+    with torch.no_grad():
+        model(**batch)  # filled with the first weights
+        if change == "load_state_dict":
+            model.load_state_dict(other.state_dict())
+        else:
+            embedding = model.encoder.backbone.embeddings.word_embeddings.weight
+            embedding.add_(torch.linspace(-0.1, 0.1, embedding.shape[1]))  # not a constant: LayerNorm removes one
+    cached, plain = cached_and_plain(model, batch)
+    for task in TASKS:
+        torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
+
+
+def test_a_shared_cache_stays_right_for_both_models_when_one_gets_new_weights(tiny_model_dirs):
+    first, second = model_of(tiny_model_dirs["bert"]).eval(), model_of(tiny_model_dirs["bert"]).eval()
+    batch = first.tokenize(TEXTS)
+    cache_frozen_bottom(first)
+    with torch.no_grad():
+        first(**batch)
+    cache_frozen_bottom(second, share_with=first)
+    with torch.no_grad():
+        second(**batch)
+        assert len(first.encoder.bottom_cache) == len(TEXTS)  # read, not refilled: the same weights
+        first.encoder.backbone.embeddings.word_embeddings.weight.mul_(1.5)
+    for model in (first, second, first):
+        cached, plain = cached_and_plain(model, batch)
+        for task in TASKS:
+            torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
+
+
+def test_left_padding_is_refused(tiny_model_dirs):
+    model = model_of(tiny_model_dirs["bert"])
+    cache_frozen_bottom(model)
+    model.encoder.tokenizer.padding_side = "left"
+    try:
+        with pytest.raises(ValueError, match=r"needs right padding.*padding_side = 'right'"):
+            model(**model.tokenize(TEXTS))
+    finally:
+        model.encoder.tokenizer.padding_side = "right"
