@@ -78,13 +78,18 @@ def _unavailable(model_name: str, error: Exception) -> OSError:
                    f"could not provide it ({type(error).__name__}: {error}). Fix: {hint}.")
 
 
+def position_limit(tokenizer: PreTrainedTokenizerBase, config: transformers.PretrainedConfig) -> int:
+    """The most tokens the model can take: its position embeddings, or its tokenizer's limit if lower."""
+    limits = [tokenizer.model_max_length, getattr(config, "max_position_embeddings", None)]
+    return int(min(limit for limit in limits if isinstance(limit, int) and 0 < limit < 1_000_000))
+
+
 def _max_seq_length(source: str, tokenizer: PreTrainedTokenizerBase, config: transformers.PretrainedConfig) -> int:
     """The input limit the model ships with: sentence-transformers' config if present, else the model's limit."""
     st_config = Path(source) / "sentence_bert_config.json"
     if st_config.is_file():
         return int(json.loads(st_config.read_text())["max_seq_length"])
-    limits = [tokenizer.model_max_length, getattr(config, "max_position_embeddings", None)]
-    return int(min(limit for limit in limits if isinstance(limit, int) and 0 < limit < 1_000_000))
+    return position_limit(tokenizer, config)
 
 
 def load_backbone(model_name: str | Path = DEFAULT_MODEL, random_weights: bool = False
@@ -102,7 +107,7 @@ def load_backbone(model_name: str | Path = DEFAULT_MODEL, random_weights: bool =
             model_class = MODEL_MAPPING[type(config)]
             no_pooler = ({"add_pooling_layer": False}
                          if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters else {})
-            backbone = (model_class._from_config(config, **no_pooler) if random_weights
+            backbone = (model_class(config, **no_pooler) if random_weights
                         else model_class.from_pretrained(source, **no_pooler))
     except OSError as error:
         if Path(source).is_dir():

@@ -7,10 +7,13 @@ notebook picks its device once, at the top, with ``pick_device``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
+
+from .precision import autocast, autocast_dtype
 
 
 def pick_device(device: str | torch.device | int | None = "auto") -> torch.device:
@@ -35,6 +38,15 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 def module_device(module: nn.Module) -> torch.device:
     """Device of a module's first parameter (cpu for a module without parameters)."""
     return next(module.parameters(), torch.empty(0)).device
+
+
+class HasDevice:
+    """The ``device`` property of the project's models (mixed into an ``nn.Module``)."""
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters are."""
+        return module_device(self)
 
 
 def _available(kind: str) -> bool:
@@ -90,3 +102,22 @@ def inference_state(module: nn.Module, device: str | torch.device | None = None)
         if target != home:
             module.to(home)
         module.train(was_training)
+
+
+@contextlib.contextmanager
+def inference(module: nn.Module, device: str | torch.device | None = None, precision: str = "auto"
+              ) -> Iterator[Callable[[torch.Tensor, torch.Tensor], Any]]:
+    """``module``'s forward pass for inference, the one loop body of ``encode``, ``predict`` and ``evaluate``.
+
+    Inside the block: eval mode, no autograd, the module on ``device`` (if given), and a function that takes a
+    batch's token ids and attention mask (anywhere), copies them to that device and runs the module under the
+    inference precision rule of ``helpers.precision``. The module's mode and device come back afterwards.
+    """
+    with inference_state(module, device) as target:
+        dtype = autocast_dtype(precision, target, training=False)
+
+        def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+            with autocast(target, dtype):
+                return module(to_device(input_ids, target), to_device(attention_mask, target))
+
+        yield forward

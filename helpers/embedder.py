@@ -12,17 +12,16 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .backbone import DEFAULT_MODEL, load_backbone
+from .backbone import DEFAULT_MODEL, load_backbone, position_limit
 from .checks import as_text_list, check_batch_size, check_positive_int
-from .devices import inference_state, module_device, pick_device, to_device
+from .devices import HasDevice, inference, pick_device
 from .pooling import check_pooling, pool
-from .precision import autocast, autocast_dtype
 
 if TYPE_CHECKING:
     from .caching import BottomCache
 
 
-class SentenceTransformer(nn.Module):
+class SentenceTransformer(HasDevice, nn.Module):
     """Backbone -> token vectors -> pooling -> sentence vector (no layers after pooling).
 
     Input longer than ``max_seq_length`` tokens is truncated, as in sentence-transformers (256 for
@@ -37,16 +36,16 @@ class SentenceTransformer(nn.Module):
         check_positive_int("max_seq_length", max_seq_length, none_means="the model's own limit")
         self.model_name = str(model_name)
         self.backbone, self.tokenizer, default_length = load_backbone(model_name, random_weights)
+        limit = position_limit(self.tokenizer, self.backbone.config)
+        if max_seq_length is not None and max_seq_length > limit:
+            raise ValueError(f"max_seq_length {max_seq_length} is above the {limit} tokens that {self.model_name!r} "
+                             f"can take (its position embeddings); use at most {limit}")
         self.max_seq_length = default_length if max_seq_length is None else max_seq_length
         self.embedding_dim: int = self.backbone.config.hidden_size
         self.bottom_cache: BottomCache | None = None  # see helpers.caching
         self.eval()  # as Hugging Face models load: calling it gives the same vector twice (no dropout)
         if device is not None:
             self.to(pick_device(device))
-
-    @property
-    def device(self) -> torch.device:
-        return module_device(self)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Token ids ``(batch, seq)`` -> pooled sentence vectors ``(batch, embedding_dim)``."""
@@ -102,12 +101,10 @@ class SentenceTransformer(nn.Module):
         if show_progress_bar is None:
             show_progress_bar = len(texts) >= 50 * batch_size
         embeddings = torch.zeros((len(texts), self.embedding_dim), dtype=torch.float32)
-        with inference_state(self, device) as target:
-            dtype = autocast_dtype(precision, target, training=False)
+        with inference(self, device, precision) as forward:
             for positions, input_ids, attention_mask in self.length_sorted_batches(texts, batch_size,
                                                                                    show_progress_bar):
-                with autocast(target, dtype):
-                    vectors = self(to_device(input_ids, target), to_device(attention_mask, target))
+                vectors = forward(input_ids, attention_mask)
                 if normalize_embeddings:
                     vectors = F.normalize(vectors, p=2, dim=1)
                 embeddings[positions] = vectors.float().cpu()

@@ -40,7 +40,7 @@ def run_variant(model: nn.Module, corpus: pd.DataFrame, config: TrainConfig,
     with measure() as cost:
         history = train(model, loaders["train"], loaders["val"], config, unfreezing=unfreezing,
                         description=description)
-    row = scores(evaluate(model, loaders["test"]))
+    row = scores(evaluate(model, loaders["test"], precision=config.precision))
     row.update(cost_row(model, cost["seconds"]))
     return history, row
 

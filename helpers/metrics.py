@@ -19,9 +19,8 @@ from torch import nn
 
 from . import distributed
 from .data import TASKS, by_length, label_portions, make_loader
-from .devices import inference_state, to_device
+from .devices import inference
 from .losses import labelled
-from .precision import autocast, autocast_dtype
 
 
 def macro_f1(confusion: np.ndarray) -> float:
@@ -43,11 +42,9 @@ def evaluate(model: nn.Module, loader, device: str | torch.device | None = None,
     """
     confusion = {task: np.zeros((len(labels), len(labels)), dtype=np.int64) for task, labels in model.tasks.items()}
     loss_sum = {task: torch.zeros(()) for task in model.tasks}
-    with inference_state(model, device) as target:
-        dtype = autocast_dtype(precision, target, training=False)
+    with inference(model, device, precision) as forward:
         for batch in loader:
-            with autocast(target, dtype):
-                logits = model(to_device(batch["input_ids"], target), to_device(batch["attention_mask"], target))
+            logits = forward(batch["input_ids"], batch["attention_mask"])
             for task, (values, labels) in labelled(logits, batch["labels"]).items():
                 loss_sum[task] += F.cross_entropy(values.float(), labels, reduction="sum").cpu()
                 pairs = torch.stack([labels, values.argmax(dim=-1)]).cpu().numpy()

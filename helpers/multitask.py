@@ -22,9 +22,8 @@ from torch import nn
 
 from .backbone import DEFAULT_MODEL
 from .checks import as_text_list, check_batch_size, check_positive_int
-from .devices import inference_state, module_device, pick_device, to_device
+from .devices import HasDevice, inference, pick_device
 from .embedder import SentenceTransformer
-from .precision import autocast, autocast_dtype
 
 FORMAT = "helpers.MultiTaskSentenceTransformer"
 FORMAT_VERSION = 1
@@ -74,7 +73,7 @@ def make_head(in_features: int, n_labels: int, hidden_dim: int | None, dropout: 
                          nn.Linear(hidden_dim, n_labels))
 
 
-class MultiTaskSentenceTransformer(nn.Module):
+class MultiTaskSentenceTransformer(HasDevice, nn.Module):
     """Shared encoder (Task 1's SentenceTransformer) -> dropout -> one head per task.
 
     ``forward`` returns ``{task: logits}``; a loss on any task trains the shared encoder, a loss on
@@ -100,10 +99,6 @@ class MultiTaskSentenceTransformer(nn.Module):
         if device is not None:
             self.to(pick_device(device))
 
-    @property
-    def device(self) -> torch.device:
-        return module_device(self)
-
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.encoder.tokenize(texts)
 
@@ -122,11 +117,9 @@ class MultiTaskSentenceTransformer(nn.Module):
         texts, _ = as_text_list(sentences)
         check_batch_size(batch_size)
         probabilities = {task: torch.zeros(len(texts), len(labels)) for task, labels in self.tasks.items()}
-        with inference_state(self) as device:
-            dtype = autocast_dtype(precision, device, training=False)
+        with inference(self, precision=precision) as forward:
             for positions, input_ids, attention_mask in self.encoder.length_sorted_batches(texts, batch_size):
-                with autocast(device, dtype):
-                    logits = self(to_device(input_ids, device), to_device(attention_mask, device))
+                logits = forward(input_ids, attention_mask)
                 for task, values in logits.items():
                     probabilities[task][positions] = values.float().softmax(dim=-1).cpu()
         frame = pd.DataFrame({"text": pd.Series(texts, dtype=object)})

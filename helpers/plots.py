@@ -133,62 +133,61 @@ def architecture_diagram(model, title: str = "Hard parameter sharing: one encode
     return ax
 
 
-def _task_panels(tasks: Sequence[str], extra: int = 0, height: float = 3.2) -> np.ndarray:
-    _, axes = plt.subplots(1, len(tasks) + extra, figsize=(4.4 * (len(tasks) + extra) + 1.2, height),
-                           squeeze=False, sharex=True)
-    return axes[0]
+def _curves(history: pd.DataFrame, tasks: Mapping[str, Sequence[str]], metric: str, title: str) -> np.ndarray:
+    """One panel per task (plus the total, for the loss): training (a line, each point a logging window),
+    validation (dots, step 0 included when it was measured), and a uniform guess (dotted): ln C for a task's
+    loss, 1 / C for its accuracy, and for the total loss the weighted sum of the tasks' ln C where the weights
+    stayed fixed (``sum``, ``static``; a learned weighting has no fixed total to compare with)."""
+    names = [*tasks, "total"] if metric == "loss" else list(tasks)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.1 * len(names) + 0.6, 3.2), squeeze=False, sharex=True)
+    axes = axes[0]
+    for ax, task in zip(axes, names):
+        hue = TASK_COLOURS.get(task, "black")
+        for split, style, options in (("train", "-", {"alpha": 0.6}), ("val", "o", {"markersize": 4})):
+            rows = history[(history["split"] == split) & (history["task"] == task)]
+            ax.plot(rows["step"], rows[metric], style, color=hue, label="training" if split == "train"
+                    else "validation", **options)
+        guess = _uniform_guess(history, tasks, task, metric)
+        if guess is not None:
+            ax.axhline(guess, **CHANCE, label="uniform guess")
+        ax.set_title(task)
+        ax.set_xlabel("step")
+        ax.set_ylabel({"loss": "cross-entropy", "accuracy": "accuracy"}[metric] if task != "total"
+                      else "weighted sum of task losses")
+        if metric == "accuracy":
+            ax.set_ylim(0, 1.02)
+        else:
+            ax.set_ylim(bottom=0)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))  # room for the legend below the panels
+    return axes
+
+
+def _uniform_guess(history: pd.DataFrame, tasks: Mapping[str, Sequence[str]], task: str, metric: str
+                   ) -> float | None:
+    if metric == "accuracy":
+        return 1 / len(tasks[task])
+    if task != "total":
+        return math.log(len(tasks[task]))
+    weights = history[history["task"].isin(list(tasks))].groupby("task")["weight"]
+    if weights.nunique().max() > 1:  # learned weights: no fixed uniform-guess total
+        return None
+    fixed = weights.first().fillna(1.0)
+    return sum(fixed.get(name, 1.0) * math.log(len(labels)) for name, labels in tasks.items())
 
 
 def loss_curves(history: pd.DataFrame, tasks: Mapping[str, Sequence[str]],
                 title: str = "Loss during training") -> np.ndarray:
-    """One panel per task plus the total: training loss (a line, each point a logging window), validation
-    loss (dots, step 0 included when it was measured), and the loss of a uniform guess, ln C (dotted)."""
-    names = [*tasks, "total"]
-    axes = _task_panels(list(tasks), extra=1)
-    for ax, task in zip(axes, names):
-        hue = TASK_COLOURS.get(task, "black")
-        train = history[(history["split"] == "train") & (history["task"] == task)]
-        val = history[(history["split"] == "val") & (history["task"] == task)]
-        ax.plot(train["step"], train["loss"], "-", color=hue, alpha=0.6, label="training")
-        ax.plot(val["step"], val["loss"], "o", color=hue, markersize=5, label="validation")
-        if task in tasks:
-            ax.axhline(math.log(len(tasks[task])), **CHANCE, label="uniform guess, ln C")
-        ax.set_title(task)
-        ax.set_xlabel("step")
-        ax.set_ylabel("cross-entropy" if task != "total" else "weighted sum of task losses")
-        ax.set_ylim(bottom=0)
-    _shared_legend(axes)
-    axes[0].figure.suptitle(title)
-    axes[0].figure.tight_layout()
-    return axes
-
-
-def _shared_legend(axes: np.ndarray) -> None:
-    """One legend for a row of panels, right of the last, with the entries of the first (which has them all)."""
-    handles, labels = axes[0].get_legend_handles_labels()
-    axes[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+    """One panel per task plus the total: training and validation loss, and a uniform guess (see ``_curves``)."""
+    return _curves(history, tasks, "loss", title)
 
 
 def accuracy_curves(history: pd.DataFrame, tasks: Mapping[str, Sequence[str]],
                     title: str = "Accuracy during training") -> np.ndarray:
-    """One panel per task: training accuracy (a line, per logging window), validation accuracy (dots), and
-    chance, 1 / C (dotted)."""
-    axes = _task_panels(list(tasks))
-    for ax, (task, labels) in zip(axes, tasks.items()):
-        hue = TASK_COLOURS.get(task, "black")
-        train = history[(history["split"] == "train") & (history["task"] == task)]
-        val = history[(history["split"] == "val") & (history["task"] == task)]
-        ax.plot(train["step"], train["accuracy"], "-", color=hue, alpha=0.6, label="training")
-        ax.plot(val["step"], val["accuracy"], "o", color=hue, markersize=5, label="validation")
-        ax.axhline(1 / len(labels), **CHANCE, label="chance, 1 / C")
-        ax.set_title(task)
-        ax.set_xlabel("step")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(0, 1.02)
-    _shared_legend(axes)
-    axes[0].figure.suptitle(title)
-    axes[0].figure.tight_layout()
-    return axes
+    """One panel per task: training and validation accuracy, and chance, 1 / C (see ``_curves``)."""
+    return _curves(history, tasks, "accuracy", title)
 
 
 def embedding_maps(maps: dict[str, np.ndarray], labels: pd.DataFrame, tasks: Mapping[str, Sequence[str]],

@@ -9,7 +9,6 @@ and do nothing in a single process.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,36 +21,26 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .checks import is_positive_int
+from .checks import check_choice, is_finite_number, is_int, is_positive_int
 from .devices import module_device, pick_device, to_device
 from .freezing import GradualUnfreezing, optimizer_groups
 from .losses import label_counts, labelled, task_losses
 from .metrics import evaluate
-from .precision import PRECISIONS, autocast, autocast_dtype, grad_scaler
+from .precision import autocast, autocast_dtype, check_precision, grad_scaler
 from .seeding import set_seed
-from .weighting import WEIGHTINGS, LossWeighting, make_weighting
+from .weighting import LossWeighting, check_weighting, make_weighting
 
 METRICS = ("macro_f1", "accuracy")
 HISTORY_COLUMNS = ["epoch", "step", "split", "task", "loss", "accuracy", "macro_f1", "lr", "head_lr", "weight"]
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_finite(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
 _CHECKS = {  # field: (may be None, test, what is allowed)
     "epochs": (False, is_positive_int, "an int >= 1"),
-    "lr": (False, lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
-    "head_lr": (True, lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
-    "weight_decay": (False, lambda v: _is_finite(v) and v >= 0, "a finite number >= 0"),
-    "layer_decay": (True, lambda v: _is_finite(v) and 0 < v <= 1, "a number in (0, 1]"),
-    "warmup_ratio": (False, lambda v: _is_finite(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "max_grad_norm": (True, lambda v: _is_finite(v) and v > 0, "a finite number > 0"),
-    "seed": (False, _is_int, "an int"),
+    "lr": (False, lambda v: is_finite_number(v) and v > 0, "a finite number > 0"),
+    "head_lr": (True, lambda v: is_finite_number(v) and v > 0, "a finite number > 0"),
+    "weight_decay": (False, lambda v: is_finite_number(v) and v >= 0, "a finite number >= 0"),
+    "layer_decay": (True, lambda v: is_finite_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "warmup_ratio": (False, lambda v: is_finite_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "max_grad_norm": (True, lambda v: is_finite_number(v) and v > 0, "a finite number > 0"),
+    "seed": (False, is_int, "an int"),
     "eval_every": (True, is_positive_int, "an int >= 1"),
     "log_every": (False, is_positive_int, "an int >= 1"),
     "early_stopping_patience": (True, is_positive_int, "an int >= 1"),
@@ -106,21 +95,21 @@ class TrainConfig:
             value = getattr(self, name)
             if not (optional and value is None) and not ok(value):
                 raise ValueError(f"{name} must be {'None or ' if optional else ''}{allowed}, got {value!r}")
-        for name, choices in (("loss_weighting", WEIGHTINGS), ("metric", METRICS), ("precision", PRECISIONS)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"{name} must be one of {list(choices)}, got {getattr(self, name)!r}")
-        bad_weights = {task: w for task, w in dict(self.task_weights).items() if not (_is_finite(w) and w >= 0)}
+        check_weighting(self.loss_weighting)
+        check_choice("metric", self.metric, METRICS)
+        check_precision(self.precision)
+        bad_weights = {task: w for task, w in dict(self.task_weights).items() if not (is_finite_number(w) and w >= 0)}
         if bad_weights:
             raise ValueError(f"task_weights must be finite numbers >= 0, got {bad_weights}")
 
 
 @dataclass
 class StepResult:
-    """What one step measured, kept as tensors on the device; ``History`` reads them when it logs."""
+    """What one step measured on this rank, kept as tensors on the device; ``History`` reads them when it logs."""
 
-    losses: dict[str, torch.Tensor]  # per task (this rank's share of the mean, see task_losses), and "total"
-    correct: dict[str, torch.Tensor]  # this rank's labelled rows predicted right, per task
-    labelled: dict[str, int]  # this rank's labelled rows, per task
+    loss_sums: dict[str, torch.Tensor]  # per task with a label in the step: summed cross-entropy of this rank's rows
+    correct: dict[str, torch.Tensor]  # per task: this rank's labelled rows predicted right
+    labelled: dict[str, int]  # per task: this rank's labelled rows
 
 
 def gradient_norm(parameters) -> torch.Tensor:
@@ -137,9 +126,11 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, 
     Only the forward pass runs under autocast (``dtype``); the loss is taken in float32, and the backward
     pass, clipping and the optimizer step update the float32 weights. Each task's loss is divided by the
     number of its labelled rows in the whole step, over every rank (one all-reduce of the counts), so a
-    data-parallel step equals the one-process step on the union of the ranks' batches. One device wait per
-    step: the loss and the gradient norm are checked together before the update, and FloatingPointError is
-    raised when either is not finite, with the weights as they were.
+    data-parallel step equals the one-process step on the union of the ranks' batches. A task with no label in
+    the whole step leaves its head without a gradient, as in one process, so AdamW leaves it alone (under DDP
+    it would get zeros, which AdamW decays and moves with its momentum). One device wait per step: the loss
+    and the gradient norm are checked together before the update, and FloatingPointError is raised when either
+    is not finite, with the weights as they were.
     """
     counts = distributed.total_counts(label_counts(batch["labels"]))
     if not any(counts.values()):
@@ -152,6 +143,7 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, 
     scaler = scaler or grad_scaler(device, None)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(total).backward()
+    distributed.clear_idle_head_gradients(model, counts)
     distributed.average_gradients(weighting.parameters())  # DDP averages the model's gradients, not these
     if max_grad_norm is not None:
         scaler.unscale_(optimizer)  # clip the true gradients, not fp16-scaled ones
@@ -165,7 +157,8 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, 
     scaler.step(optimizer)
     scaler.update()
     kept = labelled({task: values.detach() for task, values in logits.items()}, batch["labels"])
-    return StepResult(losses={**{t: loss.detach() for t, loss in losses.items()}, "total": total.detach()},
+    share = distributed.world_size()
+    return StepResult(loss_sums={t: loss.detach() * counts[t] / share for t, loss in losses.items()},
                       correct={t: (values.argmax(-1) == target).sum() for t, (values, target) in kept.items()},
                       labelled={t: len(target) for t, (_, target) in kept.items()})
 
@@ -234,11 +227,13 @@ class BestCheckpoint:
 
 
 class History:
-    """The rows ``train`` returns: training losses and accuracy averaged over each log window, and validation
-    scores. ``lr`` is the encoder's learning rate (its top layer's, with layer decay), ``head_lr`` the heads'.
+    """The rows ``train`` returns: the training loss and accuracy of each log window, and validation scores.
+    ``lr`` is the encoder's learning rate (its top layer's, with layer decay), ``head_lr`` the heads'.
 
-    Under torchrun every row covers all ranks: a training row's loss is the mean over every labelled row of
-    the window's steps, as in one process, and validation counts every rank's share.
+    One rule for every task row, training and validation alike: loss and accuracy are means over the labelled
+    rows they cover (a step with more of a task's labels weighs more). The ``total`` row is the loss weighting
+    applied to those task losses (at the weights of the moment), so the training and validation totals measure
+    the same quantity. Under torchrun every row covers all ranks, as in one process.
     """
 
     def __init__(self, weighting: LossWeighting, metric: str) -> None:
@@ -254,42 +249,45 @@ class History:
             self.steps_with_labels += 1
 
     def log_train(self, epoch: int, step: int, lr: float, head_lr: float) -> None:
-        """One row per task and one for the total, averaged over the steps since the last call."""
+        """One row per task and one for the total, over the steps since the last call."""
         if not self.window:
             return
-        tasks = [task for task in self.weighting.tasks if any(task in r.losses for r in self.window)]
-        losses = [torch.stack([r.losses[task] for r in self.window if task in r.losses]).mean() for task in tasks]
-        losses.append(torch.stack([r.losses["total"] for r in self.window]).mean())
+        tasks = [task for task in self.weighting.tasks if any(task in r.loss_sums for r in self.window)]
+        loss_sums = [torch.stack([r.loss_sums[t] for r in self.window if t in r.loss_sums]).sum().item() for t in tasks]
         correct = [sum(r.correct[task].item() for r in self.window if task in r.correct) for task in tasks]
         counts = [sum(r.labelled.get(task, 0) for r in self.window) for task in tasks]
-        # One reduction for the whole window: each rank's losses are its share of the mean (see task_losses).
-        summed = distributed.sum_over_ranks(torch.tensor([loss.item() for loss in losses] + correct + counts,
-                                                         dtype=torch.float64)).tolist()
+        # One reduction for the whole window (the task list is the same on every rank: it follows global counts).
+        summed = distributed.sum_over_ranks(torch.tensor(loss_sums + correct + counts, dtype=torch.float64)).tolist()
         n = len(tasks)
-        mean_losses = [value / distributed.world_size() for value in summed[:n + 1]]
+        losses = {task: total / count for task, total, count in zip(tasks, summed[:n], summed[2 * n:])}
         weights, rates = self.weighting.weights(), {"lr": lr, "head_lr": head_lr}
-        for task, loss, right, count in zip(tasks, mean_losses, summed[n + 1:2 * n + 1], summed[2 * n + 1:]):
-            self._row(epoch, step, "train", task, loss, accuracy=right / count, weight=weights[task], **rates)
-        self._row(epoch, step, "train", "total", mean_losses[-1], **rates)
-        self._warn_if_diverging(step, max(rates.values()), sum(mean_losses[:n]))
+        for task, right, count in zip(tasks, summed[n:2 * n], summed[2 * n:]):
+            self._row(epoch, step, "train", task, losses[task], accuracy=right / count, weight=weights[task], **rates)
+        self._row(epoch, step, "train", "total", self._total(losses), **rates)
+        self._warn_if_diverging(step, max(rates.values()), sum(losses.values()))
         self.window = []
 
     def log_val(self, epoch: int, step: int, results: dict[str, dict]) -> float:
         """Rows for one validation; returns the score that picks the best checkpoint (mean ``metric``)."""
-        weights = self.weighting.weights()
         scored = {task: r for task, r in results.items() if r["n"]}
+        if not scored:
+            raise ValueError("the validation loader holds no label of any task, so there is nothing to score: give "
+                             "it rows that carry labels, or pass val_loader=None")
+        weights = self.weighting.weights()
         for task, r in results.items():
             self._row(epoch, step, "val", task, r["loss"], accuracy=r["accuracy"], macro_f1=r["macro_f1"],
                       weight=weights[task])
-        with torch.no_grad():
-            total = self.weighting({task: torch.tensor(r["loss"]) for task, r in scored.items()})
-        self._row(epoch, step, "val", "total", float(total),
+        self._row(epoch, step, "val", "total", self._total({task: r["loss"] for task, r in scored.items()}),
                   accuracy=float(np.mean([r["accuracy"] for r in scored.values()])),
                   macro_f1=float(np.mean([r["macro_f1"] for r in scored.values()])))
         return float(np.mean([r[self.metric] for r in scored.values()]))
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
+
+    def _total(self, losses: dict[str, float]) -> float:
+        with torch.no_grad():
+            return float(self.weighting({task: torch.tensor(loss) for task, loss in losses.items()}))
 
     def _row(self, epoch: int, step: int, split: str, task: str, loss: float, **values: float | None) -> None:
         self.rows.append({"epoch": epoch, "step": step, "split": split, "task": task, "loss": loss, **values})
@@ -304,6 +302,14 @@ class History:
             self.first_loss = math.inf  # warn once
 
 
+def _check_run(train_loader, config: TrainConfig, unfreezing: GradualUnfreezing | None) -> None:
+    if len(train_loader) == 0:
+        raise ValueError("train_loader is empty: give it at least one batch of labelled sentences")
+    if config.unfreeze_every is not None and unfreezing is None:
+        raise ValueError("unfreeze_every is set but no gradual unfreezing was asked for: pass "
+                         "unfreezing=GradualUnfreezing(model), or leave unfreeze_every at None")
+
+
 def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig | None = None,
           unfreezing: GradualUnfreezing | None = None, description: str = "training") -> pd.DataFrame:
     """Train ``model`` (a MultiTaskSentenceTransformer) and return its history (see ``History``).
@@ -315,11 +321,7 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
     steps of the whole run.
     """
     config = config or TrainConfig()
-    if len(train_loader) == 0:
-        raise ValueError("train_loader is empty: give it at least one batch of labelled sentences")
-    if config.unfreeze_every is not None and unfreezing is None:
-        raise ValueError("unfreeze_every is set but no gradual unfreezing was asked for: pass "
-                         "unfreezing=GradualUnfreezing(model), or leave unfreeze_every at None")
+    _check_run(train_loader, config, unfreezing)
     if unfreezing is not None:
         unfreezing.begin()
     set_seed(config.seed + distributed.rank())  # under torchrun, each rank draws its own dropout masks
@@ -332,8 +334,8 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
     optimizer = make_optimizer(model, weighting, config)
     total_steps = config.epochs * len(train_loader)
     warmup = int(config.warmup_ratio * total_steps)
-    history = History(weighting, config.metric)
-    best = BestCheckpoint(config.early_stopping_patience, config.checkpoint_dir)
+    history, best = History(weighting, config.metric), BestCheckpoint(config.early_stopping_patience,
+                                                                      config.checkpoint_dir)
     step, stop = 0, False
     if val_loader is not None and config.eval_every is not None:  # the curves' starting point: step 0
         history.log_val(0, 0, evaluate(model, val_loader, precision=config.precision))
@@ -352,12 +354,11 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
             except FloatingPointError as error:
                 raise FloatingPointError(f"{error} at epoch {epoch}, step {step}; lower the learning rate or "
                                          "check the batch for bad inputs") from None
-            if step % config.log_every == 0 or step == total_steps:
-                history.log_train(epoch, step, config.lr * factor, (config.head_lr or config.lr) * factor)
-            end_of_epoch = index == len(train_loader)
-            if val_loader is not None and (end_of_epoch or config.eval_every and step % config.eval_every == 0):
+            if val_loader is not None and _validation_due(config, index, len(train_loader), step):
                 results = evaluate(model, val_loader, precision=config.precision)
                 stop = best.update(model, history.log_val(epoch, step, results))
+            if step % config.log_every == 0 or step == total_steps or stop:  # stopping early ends a window too
+                history.log_train(epoch, step, config.lr * factor, (config.head_lr or config.lr) * factor)
             if stop:
                 break
         if history.steps_with_labels == 0:  # the same on every rank: steps are skipped on global counts
@@ -369,6 +370,11 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
         best.restore(model)
     model.eval()
     return history.frame()
+
+
+def _validation_due(config: TrainConfig, index: int, batches: int, step: int) -> bool:
+    """Validation runs at each epoch's end (batch ``index`` of ``batches``), and every ``eval_every`` steps."""
+    return index == batches or config.eval_every is not None and step % config.eval_every == 0
 
 
 def _unfreezing_due(config: TrainConfig, epoch: int, index: int, step: int) -> bool:

@@ -311,13 +311,13 @@ def test_evaluate_without_labels_gives_nan_quietly_and_uses_the_device_asked_for
     from helpers import metrics
 
     devices = []
-    real = metrics.inference_state
+    real = metrics.inference
 
-    def spy(model, device=None):
+    def spy(model, device=None, precision="auto"):
         devices.append(device)
-        return real(model, device)
+        return real(model, device, precision)
 
-    monkeypatch.setattr(metrics, "inference_state", spy)
+    monkeypatch.setattr(metrics, "inference", spy)
     batch = lookup_batches([[0, 1]])[0]
     batch["labels"]["topic"] = torch.full((2,), IGNORE)
     with warnings.catch_warnings():
@@ -359,8 +359,8 @@ def test_the_divergence_warning_fires_at_100_times_the_first_loss():
     from helpers.training import History, StepResult
 
     def log(history, step, loss):
-        history.add(StepResult(losses={"a": torch.tensor(loss), "total": torch.tensor(loss)},
-                               correct={"a": torch.tensor(1)}, labelled={"a": 2}))
+        history.add(StepResult(loss_sums={"a": torch.tensor(2 * loss)}, correct={"a": torch.tensor(1)},
+                               labelled={"a": 2}))
         history.log_train(1, step, 0.01, 0.1)
 
     history = History(Sum(["a"]), "macro_f1")
@@ -433,3 +433,68 @@ def test_encoder_details(tiny_model_dirs, monkeypatch, capfd):
     vectors = bert.encode(TEXTS[:1], convert_to_tensor=True)
     assert capfd.readouterr().err == ""
     assert torch.allclose(vectors, plain[:1], atol=1e-6)
+
+
+# --- the training history -----------------------------------------------------------------------------------
+
+def test_a_steps_accuracy_counts_the_labelled_rows_only():
+    """Catches unlabelled rows counted as predictions (right or wrong) in the training history."""
+    model = LookupModel()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    result = train_step(model, lookup_batches([range(6)])[0], optimizer, Sum(list(model.tasks)))
+    # topic: rows 0-3 and 5 labelled, argmax 0, 1, 2, 1, -, 2 against 0, 0, 2, 0, -, 1: right on rows 0 and 2
+    # sentiment: rows 0, 1, 4 and 5 labelled, argmax 1, 0, -, -, 0, 0 against 1, 1, -, -, 0, 1: right on 0 and 4
+    assert result.labelled == {"topic": 5, "sentiment": 4}
+    assert {task: int(value) for task, value in result.correct.items()} == {"topic": 2, "sentiment": 2}
+    expected = sum(nll(TOPIC_LOGITS[i], TOPIC_LABELS[i]) for i in range(6) if TOPIC_LABELS[i] != IGNORE)
+    assert result.loss_sums["topic"].item() == pytest.approx(expected)
+
+
+def test_history_rows_are_means_over_the_labelled_rows_of_their_window():
+    """Catches a mean of per-step means (a step with 1 label weighing as much as one with 3)."""
+    from helpers.training import History, StepResult
+
+    history = History(Sum(["a", "b"]), "macro_f1")
+    history.add(StepResult(loss_sums={"a": torch.tensor(2.0)}, correct={"a": torch.tensor(1)}, labelled={"a": 1}))
+    history.add(StepResult(loss_sums={"a": torch.tensor(3.0), "b": torch.tensor(1.5)},
+                           correct={"a": torch.tensor(0), "b": torch.tensor(2)}, labelled={"a": 3, "b": 3}))
+    history.log_train(1, 2, 0.01, 0.1)
+    rows = history.frame().set_index("task")
+    assert rows.loc["a", "loss"] == pytest.approx(5 / 4) and rows.loc["a", "accuracy"] == pytest.approx(1 / 4)
+    assert rows.loc["b", "loss"] == pytest.approx(0.5) and rows.loc["b", "accuracy"] == pytest.approx(2 / 3)
+    assert rows.loc["total", "loss"] == pytest.approx(5 / 4 + 0.5)  # the weighting of the task means
+
+
+def test_early_stopping_in_the_middle_of_a_log_window_keeps_its_training_rows(tiny, monkeypatch):
+    """Catches the steps since the last training row dropped when validation stops the run."""
+    from helpers import training
+
+    scores = iter([0.9, 0.1, 0.1, 0.1, 0.1])
+    monkeypatch.setattr(training, "evaluate", lambda *args, **kwargs: {
+        task: {"loss": 1.0, "accuracy": 0.5, "macro_f1": next(scores) if task == "topic" else 0.5, "n": 4}
+        for task in TASKS})
+    loader = make_loader(FRAME, tiny.tokenize, batch_size=2)
+    history = train(tiny, loader, loader, TrainConfig(epochs=3, device="cpu", eval_every=3, log_every=5,
+                                                      early_stopping_patience=1))
+    last_train = history[history["split"] == "train"]["step"].max()
+    # validations at steps 3 and 4 (an epoch is 4 steps): the second is worse, so training stops at step 4,
+    # before the first log window of 5 steps is full
+    assert history[history["split"] == "val"]["step"].max() == 4 == last_train
+
+
+def test_a_validation_split_without_labels_is_named_as_the_problem(tiny):
+    frame = FRAME.assign(topic=pd.NA, sentiment=pd.NA)
+    with pytest.raises(ValueError, match="the validation loader holds no label of any task"):
+        train(tiny, make_loader(FRAME, tiny.tokenize, batch_size=4), make_loader(frame, tiny.tokenize, batch_size=4),
+              TrainConfig(epochs=1, device="cpu"))
+
+
+def test_every_epoch_gets_new_batches_of_similar_lengths(tiny):
+    """Catches length-grouped batches that are not reshuffled between epochs."""
+    frame = pd.concat([FRAME.assign(text=FRAME["text"] + " " + "x " * k) for k in range(4)], ignore_index=True)
+    loader = make_loader(frame, tiny.tokenize, batch_size=4, shuffle=True, seed=0)
+    epochs = [[batch["input_ids"].tolist() for batch in loader] for _ in range(3)]
+    for batches in epochs:
+        assert sum(len(batch) for batch in batches) == len(frame)
+    assert epochs[0] != epochs[1] != epochs[2] and epochs[0] != epochs[2]
+    assert len({tuple(map(tuple, epoch[0])) for epoch in epochs}) == 3  # even the first batch differs

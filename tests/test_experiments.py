@@ -136,3 +136,49 @@ def test_a_single_task_model_is_scored_on_the_corpus_portions(tiny_model_dirs):
     test.loc[test.index[:2], "topic"] = pd.NA
     table = scores_by_portion(sentiment_model, test)
     assert table["sentences"].to_dict() == {("sentiment", "aligned"): 6, ("sentiment", "sentiment only"): 2}
+
+
+def objective_gradient(head: torch.nn.Linear, features: np.ndarray, labels: np.ndarray) -> float:
+    """The largest entry of the gradient of the probe's objective (cross-entropy + 1e-3 L2) at ``head``."""
+    head.zero_grad()
+    x, y = torch.tensor(features), torch.tensor(labels)
+    loss = torch.nn.functional.cross_entropy(head(x), y) + 1e-3 * head.weight.pow(2).sum()
+    loss.backward()
+    return max(parameter.grad.abs().max().item() for parameter in head.parameters())
+
+
+def test_the_heads_only_fit_converges(model):
+    """The heads-only baseline is the minimum of a convex objective, not wherever an optimizer stopped."""
+    freeze(model, "backbone")
+    fit_heads_on_cached_embeddings(model, CORPUS)
+    train_rows = CORPUS[CORPUS["split"] == "train"]
+    features = model.encoder.encode(train_rows["text"].tolist())
+    for task, labels in TASKS.items():
+        targets = train_rows[task].map({label: i for i, label in enumerate(labels)}).to_numpy()
+        assert objective_gradient(model.heads[task], features, targets) < 1e-4, task
+
+
+def test_a_probe_stopped_short_of_convergence_says_so():
+    features = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32)
+    labels = (features[:, 0] + 0.5 * features[:, 1] > 0).astype(int)
+    with pytest.warns(RuntimeWarning, match="did not converge in 2 L-BFGS iterations"):
+        fit_linear_probe(features, labels, 2, max_iter=2)
+
+
+def test_run_variant_scores_the_test_split_in_the_configs_precision(model, monkeypatch):
+    from helpers import experiments
+
+    seen = []
+    real = experiments.evaluate
+
+    def spy(scored_model, loader, **kwargs):
+        seen.append(([text for batch in loader for text in scored_model.encoder.tokenizer.batch_decode(
+            batch["input_ids"], skip_special_tokens=True)], kwargs))
+        return real(scored_model, loader, **kwargs)
+
+    monkeypatch.setattr(experiments, "evaluate", spy)
+    freeze(model, "bottom:1")
+    run_variant(model, CORPUS, TrainConfig(epochs=1, device="cpu", precision="fp32"), batch_size=4)
+    texts, kwargs = seen[-1]
+    assert sorted(texts) == sorted(CORPUS.loc[CORPUS["split"] == "test", "text"])
+    assert kwargs == {"precision": "fp32"}

@@ -3,6 +3,7 @@ import math
 import matplotlib
 import numpy as np
 import pandas as pd
+import pytest
 
 from helpers import TASKS, MultiTaskSentenceTransformer
 from helpers.plots import (
@@ -18,7 +19,8 @@ from helpers.plots import (
 matplotlib.use("Agg")
 
 HISTORY = pd.DataFrame([
-    {"epoch": 1, "step": s, "split": split, "task": task, "loss": 1 / s, "accuracy": 0.5, "macro_f1": 0.5}
+    {"epoch": 1, "step": s, "split": split, "task": task, "loss": 1 / s, "accuracy": 0.5, "macro_f1": 0.5,
+     "weight": None if task == "total" else 1.0}
     for s in (1, 2) for split in ("train", "val") for task in ("topic", "sentiment", "total")])
 
 
@@ -33,11 +35,26 @@ def test_every_figure_has_a_title_and_labelled_axes(tiny_model_dirs):
     assert diagram.get_title() and "topic head" in texts and "sentiment head" in texts
 
 
+def uniform_guess(ax) -> list[float]:
+    return [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == ":"]
+
+
 def test_loss_curves_draw_one_panel_per_task_plus_total_with_the_uniform_guess():
     axes = loss_curves(HISTORY, TASKS)
     assert [ax.get_title() for ax in axes] == ["topic", "sentiment", "total"]
-    chance = [line.get_ydata()[0] for line in axes[0].lines if line.get_linestyle() == ":"]
-    assert chance == [math.log(4)]
+    assert uniform_guess(axes[0]) == [math.log(4)] and uniform_guess(axes[1]) == [math.log(2)]
+    assert uniform_guess(axes[2]) == [pytest.approx(math.log(4) + math.log(2))]
+    static = HISTORY.assign(weight=HISTORY["task"].map({"topic": 0.5, "sentiment": 2.0}))
+    assert uniform_guess(loss_curves(static, TASKS)[2]) == [pytest.approx(0.5 * math.log(4) + 2 * math.log(2))]
+    learned = HISTORY.assign(weight=HISTORY["step"].map({1: 1.0, 2: 0.9}).where(HISTORY["task"] != "total"))
+    assert uniform_guess(loss_curves(learned, TASKS)[2]) == []  # no fixed total to compare with
+
+
+def test_accuracy_curves_show_chance_and_stay_near_a_thousand_pixels_wide():
+    axes = accuracy_curves(HISTORY, TASKS)
+    assert uniform_guess(axes[0]) == [0.25] and uniform_guess(axes[1]) == [0.5]
+    for figure in (axes[0].figure, loss_curves(HISTORY, TASKS)[0].figure):
+        assert figure.get_size_inches()[0] * figure.dpi <= 1100
 
 
 def test_a_hidden_diagonal_is_out_of_the_colour_scale():

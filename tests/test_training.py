@@ -297,3 +297,32 @@ def test_auto_is_a_device_wherever_a_device_is_taken(tiny_model_dirs):
     encoder = SentenceTransformer(tiny_model_dirs["bert"], device="auto")
     assert encoder.encode("a sentence", device="auto").shape == (encoder.embedding_dim,)
     assert len(model.predict(["a sentence"])) == 1
+
+
+def test_fp16_with_a_gradient_scaler_skips_overflowing_steps_and_still_learns(model, monkeypatch):
+    """The path a Colab T4 takes (fp16 autocast + GradScaler), simulated on the CPU: a start scale of 2**20
+    overflows fp16's range (65504), so the first steps' gradients are inf. The scaler skips those steps and
+    halves its scale, rather than the run raising; then training proceeds and the loss falls."""
+    scalers, updates = [], []
+    monkeypatch.setattr(training_module, "autocast_dtype", lambda precision, device, training: torch.float16)
+
+    def cpu_scaler(device, dtype):
+        scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0**20, enabled=dtype == torch.float16))
+        return scalers[-1]
+
+    def counted_optimizer(*args):
+        optimizer = make_optimizer(*args)
+        optimizer.register_step_post_hook(lambda *_: updates.append(1))
+        return optimizer
+
+    make_optimizer = training_module.make_optimizer
+    monkeypatch.setattr(training_module, "grad_scaler", cpu_scaler)
+    monkeypatch.setattr(training_module, "make_optimizer", counted_optimizer)
+    frame = pd.concat([FRAME] * 4, ignore_index=True).assign(text=lambda f: f["text"] + f.index.astype(str))
+    history = train(model, make_loader(frame, model.tokenize, batch_size=4, shuffle=True, seed=1), None,
+                    quick_config(epochs=4, log_every=8))
+    steps = 4 * len(frame) // 4
+    assert scalers[0].is_enabled() and scalers[0].get_scale() < 2.0**20  # it backed off
+    assert 0 < len(updates) < steps  # some steps were skipped, the others updated the weights
+    total = history[(history["split"] == "train") & (history["task"] == "total")]["loss"]
+    assert total.iloc[-1] < total.iloc[0]
