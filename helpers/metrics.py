@@ -99,6 +99,15 @@ def scores_by_portion(model: nn.Module, corpus: pd.DataFrame, split: str = "test
     return pd.DataFrame(table).T.rename_axis(["task", "portion"]).astype({"sentences": int})
 
 
+def verdicts(model: nn.Module, frame: pd.DataFrame, task: str) -> np.ndarray:
+    """One bool per row of ``frame`` that carries ``task``'s label: whether ``model`` predicts it right.
+
+    The input of a paired comparison (``helpers.paired``): two models' verdicts on the same sentences.
+    """
+    rows = frame[frame[task].notna()]
+    return (model.predict(rows["text"].tolist())[task].to_numpy() == rows[task].to_numpy()).astype(bool)
+
+
 def confident_mistakes(model: nn.Module, frame: pd.DataFrame, n: int = 8, min_probability: float = 0.0,
                        tasks: Mapping[str, Sequence[str]] = TASKS) -> pd.DataFrame:
     """Per task, up to ``n`` sentences of ``frame`` the model gets wrong with the highest probability, and at
