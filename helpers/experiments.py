@@ -9,11 +9,16 @@ import time
 from collections.abc import Iterator
 
 import pandas as pd
+import torch
 from torch import nn
 
-from .data import split_loaders
-from .freezing import GradualUnfreezing
+from .backbone import DEFAULT_MODEL
+from .caching import cache_frozen_bottom, frozen_bottom_depth
+from .data import TASKS, split_loaders
+from .freezing import GradualUnfreezing, freeze
 from .metrics import evaluate, scores
+from .multitask import MultiTaskSentenceTransformer
+from .seeding import set_seed
 from .training import TrainConfig, train
 
 
@@ -26,6 +31,23 @@ def measure() -> Iterator[dict]:
         yield figures
     finally:
         figures["seconds"] = time.perf_counter() - start
+
+
+def fresh_model(strategy: str = "none", tasks: dict[str, list[str]] = TASKS, device: str | torch.device | None = None,
+                cache: bool = True, share_cache_with: nn.Module | None = None, model_name: str = DEFAULT_MODEL,
+                seed: int = 0) -> MultiTaskSentenceTransformer:
+    """The pretrained encoder with fresh heads (the same heads for the same ``seed``), frozen by ``strategy``.
+
+    With ``cache`` and a strategy that freezes the embeddings, the frozen bottom is cached (see
+    ``helpers.caching``): in a cache of its own, or in ``share_cache_with``'s, a model built the same way whose
+    cached bottom is no deeper than this one's frozen bottom (heads only can read a ``bottom:3`` cache).
+    """
+    set_seed(seed)
+    model = freeze(MultiTaskSentenceTransformer(tasks, model_name, device=device), strategy)
+    if cache and frozen_bottom_depth(model) >= 0:
+        shared = getattr(getattr(share_cache_with, "encoder", None), "bottom_cache", None)
+        cache_frozen_bottom(model, share_with=share_cache_with, depth=None if shared is None else shared.n_layers)
+    return model
 
 
 def run_variant(model: nn.Module, corpus: pd.DataFrame, config: TrainConfig,

@@ -182,3 +182,15 @@ def test_run_variant_scores_the_test_split_in_the_configs_precision(model, monke
     texts, kwargs = seen[-1]
     assert sorted(texts) == sorted(CORPUS.loc[CORPUS["split"] == "test", "text"])
     assert kwargs == {"precision": "fp32"}
+
+
+def test_fresh_models_have_the_same_heads_and_cache_what_their_strategy_freezes(tiny_model_dirs):
+    from helpers.experiments import fresh_model
+
+    first = fresh_model("bottom:1", model_name=tiny_model_dirs["bert"])
+    second = fresh_model("backbone", model_name=tiny_model_dirs["bert"], share_cache_with=first)
+    assert torch.equal(first.heads["topic"].weight, second.heads["topic"].weight)
+    assert first.encoder.bottom_cache.n_layers == 1 and second.encoder.bottom_cache is first.encoder.bottom_cache
+    assert fresh_model("none", model_name=tiny_model_dirs["bert"]).encoder.bottom_cache is None
+    assert fresh_model("bottom:2", model_name=tiny_model_dirs["bert"], cache=False).encoder.bottom_cache is None
+    assert sum(p.requires_grad for p in second.encoder.parameters()) == 0
