@@ -80,11 +80,12 @@ class MultiTaskSentenceTransformer(nn.Module):
     """Shared encoder (Task 1's SentenceTransformer) -> dropout -> one head per task.
 
     ``forward`` returns ``{task: logits}``; a loss on any task trains the shared encoder, a loss on
-    one task never touches another task's head.
+    one task never touches another task's head. ``pooling`` as for ``SentenceTransformer`` (None: the one a
+    sentence-transformers folder declares, else mean).
     """
 
     def __init__(self, tasks: Mapping[str, Sequence[str]], model_name: str | Path = DEFAULT_MODEL,
-                 pooling: str = "mean", dropout: float = 0.1, hidden_dim: int | None = None,
+                 pooling: str | None = None, dropout: float = 0.1, hidden_dim: int | None = None,
                  device: str | torch.device | None = None, *, random_weights: bool = False,
                  max_seq_length: int | None = None) -> None:
         super().__init__()
