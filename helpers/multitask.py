@@ -116,18 +116,21 @@ class MultiTaskSentenceTransformer(nn.Module):
         shared = self.dropout(self.encoder(input_ids, attention_mask))
         return {task: head(shared) for task, head in self.heads.items()}
 
-    def predict(self, sentences: str | Sequence[str], batch_size: int = 32, precision: str = "auto") -> pd.DataFrame:
+    def predict(self, sentences: str | Sequence[str], batch_size: int = 32, precision: str = "auto",
+                show_progress_bar: bool = False) -> pd.DataFrame:
         """One row per sentence, in input order: ``text``, then each task's label and ``<task>_prob``.
 
         Runs in eval mode without gradients; the model's previous mode is restored. ``precision`` as for
         ``SentenceTransformer.encode``: float32 on a CPU under ``auto``, bf16 or fp16 autocast on CUDA.
+        ``show_progress_bar``: a bar over the batches.
         """
         texts, _ = as_text_list(sentences)
         check_batch_size(batch_size)
         probabilities = {task: torch.zeros(len(texts), len(labels)) for task, labels in self.tasks.items()}
         with inference_state(self) as device:
             dtype = autocast_dtype(precision, device, training=False)
-            for positions, input_ids, attention_mask in self.encoder.length_sorted_batches(texts, batch_size):
+            for positions, input_ids, attention_mask in self.encoder.length_sorted_batches(texts, batch_size,
+                                                                                           show_progress_bar):
                 with autocast(device, dtype):
                     logits = self(to_device(input_ids, device), to_device(attention_mask, device))
                 for task, values in logits.items():

@@ -55,6 +55,17 @@ def save_folder(directory: str | Path, write: Callable[[Path], None], saved_entr
     return directory
 
 
+def replace_file(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(temporary)`` for a file beside ``path``, then rename it to ``path``: ``path`` is never
+    half-written, and an existing one stays as it was until the new one is complete."""
+    temporary = _beside(path, "tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 

@@ -60,7 +60,7 @@ _CHECKS = {  # field: (may be None, test, what is allowed)
 
 
 def _setting(default: Any, help: str) -> Any:
-    """A field whose ``help`` explains it here and for its flag in ``python -m helpers.train --help``."""
+    """A field whose ``help`` explains it here and for its flag in ``python -m helpers train --help``."""
     return field(default=default, metadata={"help": help})
 
 
@@ -81,7 +81,7 @@ class TrainConfig:
                                           "(see helpers.weighting)")
     task_weights: dict[str, float] = field(default_factory=dict, metadata={
         "help": 'one weight per task for "static", e.g. {"topic": 0.7, "sentiment": 1.4}'})
-    seed: int = _setting(42, "seeds dropout (and in python -m helpers.train the heads, the shuffling and the "
+    seed: int = _setting(42, "seeds dropout (and in python -m helpers train the heads, the shuffling and the "
                              "90/10 split), so a run repeats")
     device: str = _setting("auto", "auto (cuda > mps > cpu), cpu, cuda, mps; under torchrun each process "
                                    "takes GPU LOCAL_RANK")
