@@ -3,9 +3,10 @@
 ``sentence_transformers.SentenceTransformer(folder)`` loads such a folder: the transformer at the top (its
 config, safetensors weights and tokenizer), ``modules.json`` listing a Transformer and a Pooling module,
 ``1_Pooling/config.json`` with the pooling mode, ``sentence_bert_config.json`` with the input limit, and
-``config_sentence_transformers.json``. ``SentenceTransformer.save`` writes the classic layout, which every
-sentence-transformers release since 2.0 reads. The encoder here has no layer after pooling, so no Normalize
-module is written: vectors come out as pooled, and cosine similarity (the one the folder names) ignores length.
+``config_sentence_transformers.json``. ``SentenceTransformer.save`` writes the classic layout, the one
+all-MiniLM-L6-v2 itself ships in; ``declared_pooling`` also reads the newer one (``"pooling_mode": "cls"``). The
+encoder here has no layer after pooling, so no Normalize module is written: vectors come out as pooled, and
+cosine similarity (the one the folder names) ignores length.
 """
 
 from __future__ import annotations
