@@ -36,6 +36,7 @@ def check_out(out: Path, data: Path, overwrite: bool) -> None:
 
 
 def check_no_clash(data: Path, columns: Iterable[str], tasks: Iterable[str]) -> None:
+    """Refuse an input that already has a prediction column: writing the prediction there would lose it."""
     clashes = [name for task in tasks for name in prediction_columns(task) if name in columns]
     if clashes:
         raise ValueError(f"{data} already has column(s) {clashes}, where the predictions go; rename them")
