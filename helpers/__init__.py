@@ -1,7 +1,8 @@
 """Sentence embeddings and multi-task learning with transformers: the code the notebooks share.
 
 Each module does one job, named in its docstring with the notebook that explains it (where one does);
-the README's module table lists them. ``python -m helpers`` is the training command (see helpers.cli).
+the README's module table lists them. ``python -m helpers train`` and ``python -m helpers predict`` are
+the commands (see helpers.cli).
 """
 
 from .backbone import DEFAULT_MODEL, load_backbone, quiet_transformers, resolve_model_path

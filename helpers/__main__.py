@@ -1,4 +1,4 @@
-"""``python -m helpers`` (and ``torchrun ... -m helpers``): the training command; see helpers.cli."""
+"""``python -m helpers train | predict`` (and ``torchrun ... -m helpers train``): see helpers.cli."""
 
 from .cli import main
 

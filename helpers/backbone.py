@@ -87,9 +87,16 @@ def position_limit(tokenizer: PreTrainedTokenizerBase, config: transformers.Pret
 def _max_seq_length(source: str, tokenizer: PreTrainedTokenizerBase, config: transformers.PretrainedConfig) -> int:
     """The input limit the model ships with: sentence-transformers' config if present, else the model's limit."""
     st_config = Path(source) / "sentence_bert_config.json"
-    if st_config.is_file():
-        return int(json.loads(st_config.read_text())["max_seq_length"])
+    declared = json.loads(st_config.read_text()).get("max_seq_length") if st_config.is_file() else None
+    if declared is not None:  # sentence-transformers 5 and later leave it to the tokenizer's config
+        return int(declared)
     return position_limit(tokenizer, config)
+
+
+def without_pooler(model_class: type[PreTrainedModel]) -> dict[str, bool]:
+    """The keyword that builds ``model_class`` without its pooler layer (``{}`` for a class without one)."""
+    has_pooler = "add_pooling_layer" in inspect.signature(model_class.__init__).parameters
+    return {"add_pooling_layer": False} if has_pooler else {}
 
 
 def load_backbone(model_name: str | Path = DEFAULT_MODEL, random_weights: bool = False
@@ -105,8 +112,7 @@ def load_backbone(model_name: str | Path = DEFAULT_MODEL, random_weights: bool =
             tokenizer = AutoTokenizer.from_pretrained(source)
             config = AutoConfig.from_pretrained(source)
             model_class = MODEL_MAPPING[type(config)]
-            no_pooler = ({"add_pooling_layer": False}
-                         if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters else {})
+            no_pooler = without_pooler(model_class)
             backbone = (model_class(config, **no_pooler) if random_weights
                         else model_class.from_pretrained(source, **no_pooler))
     except OSError as error:

@@ -31,15 +31,61 @@ def _problem(path: Path, line: int, column: str, value: object, allowed: str) ->
 
 
 def _record_lines(text: str) -> list[int]:
-    """The line each CSV record starts on, the header first: a quoted field may span lines, and blank lines
-    are skipped (as pandas skips them)."""
-    starts, end = [], 0
+    """The line each CSV record starts on, the header first: a quoted field may span lines, and lines that are
+    blank or hold only spaces and tabs are skipped (as pandas skips them)."""
+    lines, starts, end = text.split("\n"), [], 0
     reader = csv.reader(io.StringIO(text))
-    for record in reader:
-        if record:
+    for _ in reader:
+        if lines[end].strip():
             starts.append(end + 1)
         end = reader.line_num
     return starts
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """The CSV at ``path``, every cell a str, indexed by the line each record starts on (so errors name it).
+
+    Checked as a file: UTF-8, valid CSV, a header without a repeated column. Lines may end as on Linux and
+    macOS (LF), Windows (CRLF) or old Macs (CR): all are read as Python's text files read them, so a line break
+    inside a quoted field becomes LF.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 (byte {error.start}: {error.object[error.start:error.start + 4]!r}); "
+                         "save the file with UTF-8 encoding") from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        # header=None: a row with more fields than the header is an error, not a silently made index.
+        rows = pd.read_csv(io.StringIO(text), header=None, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty; it needs a header line that names its columns (text, and for training "
+                         "a column per task) and one row per sentence") from None
+    except pd.errors.ParserError as error:
+        raise ValueError(f"{path} is not valid CSV ({str(error).strip()}); a field that holds a comma or "
+                         'a quote must be wrapped in double quotes, with each quote inside it doubled ("")') from None
+    header = rows.iloc[0]
+    if header.duplicated().any():
+        raise ValueError(f"{path} repeats column(s) {sorted(set(header[header.duplicated()]))} in its header")
+    return rows.iloc[1:].set_axis(header.tolist(), axis=1).set_axis(_record_lines(text)[1:], axis=0)
+
+
+def require_columns(path: str | Path, table: pd.DataFrame, required: Sequence[str]) -> None:
+    missing = [column for column in required if column not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks column(s) {missing}; found {list(table.columns)}, required {list(required)}")
+
+
+def check_texts(path: str | Path, table: pd.DataFrame, unique: bool = True) -> None:
+    """Every text must contain words; with ``unique`` (training data), no text may repeat."""
+    seen: dict[str, int] = {}
+    for line, value in table["text"].items():
+        if not value.strip():
+            raise _problem(path, line, "text", value, "every text must contain words")
+        if unique and value in seen:
+            raise _problem(path, line, "text", value, f"it repeats line {seen[value]}; keep one copy")
+        seen[value] = line
 
 
 def load_corpus(path: str | Path = CORPUS_PATH, tasks: Mapping[str, Sequence[str]] = TASKS,
@@ -48,50 +94,37 @@ def load_corpus(path: str | Path = CORPUS_PATH, tasks: Mapping[str, Sequence[str
 
     Errors name the file, the line, the column and the value, and say what is allowed. Empty task
     cells are kept as missing labels (``<NA>``). With ``require_split=False`` a file may lack the split
-    column (the caller splits its rows, as ``python -m helpers.train`` does); one that is there is checked.
+    column (the caller splits its rows, as ``python -m helpers train`` does); one that is there is checked.
     """
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 (byte {error.start}: {error.object[error.start:error.start + 4]!r}); "
-                         "save the file with UTF-8 encoding") from None
-    required = ["text", "split", *tasks]
-    try:
-        # header=None: a row with more fields than the header is an error, not a silently made index.
-        rows = pd.read_csv(io.StringIO(text), header=None, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path} is empty; it needs a header line such as {','.join(required)!r} "
-                         "and one row per sentence") from None
-    except pd.errors.ParserError as error:
-        raise ValueError(f"{path} is not valid CSV ({str(error).strip()}); a field that holds a comma or "
-                         'a quote must be wrapped in double quotes, with each quote inside it doubled ("")') from None
-    header = rows.iloc[0]
-    if header.duplicated().any():
-        raise ValueError(f"{path} repeats column(s) {sorted(set(header[header.duplicated()]))} in its header")
-    frame = rows.iloc[1:].set_axis(header.tolist(), axis=1).reset_index(drop=True)
-    if not require_split and "split" not in frame.columns:
-        required.remove("split")
-    missing = [column for column in required if column not in frame.columns]
-    if missing:
-        raise ValueError(f"{path} lacks column(s) {missing}; found {list(frame.columns)}, required {required}")
-    line_of = dict(zip(frame.index, _record_lines(text)[1:]))
-    seen: dict[str, int] = {}
-    for row, value in frame["text"].items():
-        if not value.strip():
-            raise _problem(path, line_of[row], "text", value, "every text must contain words")
-        if value in seen:
-            raise _problem(path, line_of[row], "text", value, f"it repeats line {seen[value]}; keep one copy")
-        seen[value] = line_of[row]
+    return check_corpus(path, read_table(path), tasks, require_split)
+
+
+def check_corpus(path: str | Path, table: pd.DataFrame, tasks: Mapping[str, Sequence[str]] = TASKS,
+                 require_split: bool = True) -> pd.DataFrame:
+    """``load_corpus`` on a table ``read_table`` read from ``path``: its checks and its result."""
+    required = ["text", *(["split"] if require_split or "split" in table.columns else []), *tasks]
+    require_columns(path, table, required)
+    check_texts(path, table)
     checks = [("split", list(SPLITS))] if "split" in required else []
     for column, allowed in [*checks, *((task, list(labels)) for task, labels in tasks.items())]:
         empty_ok = column != "split"
-        bad = ~frame[column].isin(allowed + ([""] if empty_ok else []))
+        bad = ~table[column].isin(allowed + ([""] if empty_ok else []))
         if bad.any():
-            row = bad.idxmax()
+            line = bad.idxmax()
             hint = f"allowed: {allowed}" + (" or empty for a missing label" if empty_ok else "")
-            raise _problem(path, line_of[row], column, frame.at[row, column], hint)
-    return frame[required].replace({task: {"": pd.NA} for task in tasks})
+            raise _problem(path, line, column, table.at[line, column], hint)
+    return table[required].replace({task: {"": pd.NA} for task in tasks}).reset_index(drop=True)
+
+
+def load_texts(path: str | Path) -> pd.DataFrame:
+    """A CSV of sentences to label: a ``text`` column of texts with words (repeats allowed), any other
+    columns kept as they are, one row per record."""
+    table = read_table(path)
+    require_columns(path, table, ["text"])
+    if table.empty:
+        raise ValueError(f"{path} has a header but no rows; add one row per sentence")
+    check_texts(path, table, unique=False)
+    return table.reset_index(drop=True)
 
 
 def label_portions(frame: pd.DataFrame, tasks: Mapping[str, Sequence[str]] = TASKS) -> pd.Series:

@@ -35,9 +35,20 @@ def world_size() -> int:
     return dist.get_world_size() if is_distributed() else 1
 
 
-def world_size_from_environment() -> int:
-    """The number of processes torchrun starts (1 without torchrun), known before ``setup`` joins them."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+def data_parallel() -> bool:
+    """Whether this process trains data-parallel: torchrun started it (``setup`` joins its process group, also
+    with ``--nproc-per-node 1``), or a process group is joined. Known before ``setup``."""
+    return "WORLD_SIZE" in os.environ or is_distributed()
+
+
+def check_gradual_unfreezing(gradual_unfreezing: bool) -> None:
+    """Refuse gradual unfreezing when training data-parallel: DDP synchronises only the parameters that are
+    trainable when it wraps the model. The command asks before training starts, ``wrap`` again."""
+    if gradual_unfreezing and data_parallel():
+        raise ValueError("gradual unfreezing cannot run under torchrun (with any number of processes): DDP "
+                         "synchronises only the parameters that are trainable when it wraps the model; freeze "
+                         "once before training instead (freeze(), or --freeze in the command), or run one process "
+                         "without torchrun")
 
 
 def is_main() -> bool:
@@ -50,7 +61,7 @@ def setup(device: str = "auto") -> None:
 
     NCCL when training on GPUs (each rank on GPU ``LOCAL_RANK`` of its machine), gloo on CPUs.
     """
-    if "WORLD_SIZE" not in os.environ or is_distributed():
+    if not data_parallel() or is_distributed():
         return
     on_gpu = pick_device(device).type == "cuda"
     if on_gpu:
@@ -70,11 +81,9 @@ def wrap(model: nn.Module, gradual_unfreezing: bool = False) -> nn.Module:
     head take part (``connect_outputs``) and the backbones load without an unused pooler, so there is no
     need for ``find_unused_parameters``.
     """
+    check_gradual_unfreezing(gradual_unfreezing)
     if not is_distributed():
         return model
-    if gradual_unfreezing:
-        raise ValueError("gradual unfreezing cannot run under torchrun: DDP synchronises only the parameters "
-                         "that are trainable when it wraps the model; freeze once before training instead")
     device = module_device(model)
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 

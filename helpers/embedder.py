@@ -12,26 +12,32 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .backbone import DEFAULT_MODEL, load_backbone, position_limit
+from .backbone import DEFAULT_MODEL, load_backbone, position_limit, resolve_model_path
 from .checks import as_text_list, check_batch_size, check_positive_int
 from .devices import HasDevice, inference, pick_device
 from .pooling import check_pooling, pool
+from .st_format import declared_pooling, save_encoder
 
 if TYPE_CHECKING:
     from .caching import BottomCache
 
 
 class SentenceTransformer(HasDevice, nn.Module):
-    """Backbone -> token vectors -> pooling -> sentence vector (no layers after pooling).
+    """Backbone -> token vectors -> pooling -> sentence vector (no layers after pooling: no normalisation;
+    ``encode(..., normalize_embeddings=True)`` gives unit vectors).
 
     Input longer than ``max_seq_length`` tokens is truncated, as in sentence-transformers (256 for
-    all-MiniLM-L6-v2, the limit it ships with; it was trained on up to 128 tokens).
+    all-MiniLM-L6-v2, the limit it ships with; it was trained on up to 128 tokens). ``pooling=None`` takes
+    the pooling that a local sentence-transformers folder declares (``1_Pooling/config.json``), else mean;
+    a Normalize module in that folder is not applied.
     """
 
-    def __init__(self, model_name: str | Path = DEFAULT_MODEL, pooling: str = "mean",
+    def __init__(self, model_name: str | Path = DEFAULT_MODEL, pooling: str | None = None,
                  device: str | torch.device | None = None, *, random_weights: bool = False,
                  max_seq_length: int | None = None) -> None:
         super().__init__()
+        if pooling is None:
+            pooling = declared_pooling(resolve_model_path(model_name)) or "mean"
         self.pooling = check_pooling(pooling)
         check_positive_int("max_seq_length", max_seq_length, none_means="the model's own limit")
         self.model_name = str(model_name)
@@ -54,6 +60,14 @@ class SentenceTransformer(HasDevice, nn.Module):
         else:
             tokens = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return pool(tokens, attention_mask, self.pooling)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write this encoder in the sentence-transformers format (see ``helpers.st_format``), so that
+        ``sentence_transformers.SentenceTransformer(directory)`` computes the same vectors, and so does
+        ``SentenceTransformer(directory)`` here. ``directory`` must be new, empty or hold an encoder saved
+        earlier; only the files save wrote are replaced (see ``helpers.saving``).
+        """
+        return save_encoder(self, directory)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Pad a batch to its longest sentence and truncate at ``max_seq_length``."""

@@ -5,11 +5,10 @@ Explained in notebook 02.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import numbers
-import os
-import secrets
-import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,13 +20,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .backbone import DEFAULT_MODEL
+from .card import model_card
 from .checks import as_text_list, check_batch_size, check_positive_int
 from .devices import HasDevice, inference, pick_device
 from .embedder import SentenceTransformer
+from .saving import check_target, save_folder, write_json
 
 FORMAT = "helpers.MultiTaskSentenceTransformer"
 FORMAT_VERSION = 1
-CONFIG_FILE, WEIGHTS_FILE, BACKBONE_DIR = "config.json", "model.safetensors", "backbone"
+CONFIG_FILE, WEIGHTS_FILE, BACKBONE_DIR, CARD_FILE = "config.json", "model.safetensors", "backbone", "README.md"
+CARD_HASH = "model_card_sha256"  # in config.json: the card save wrote, so an edited or foreign README is kept
 CONFIG_KEYS = ("tasks", "pooling", "dropout", "hidden_dim", "backbone", "max_seq_length")
 RESERVED_TASK_NAMES = {"text": "predict() returns the sentences in a column of that name",
                        "split": "the corpus CSV holds the train/val/test split in a column of that name"}
@@ -77,11 +79,12 @@ class MultiTaskSentenceTransformer(HasDevice, nn.Module):
     """Shared encoder (Task 1's SentenceTransformer) -> dropout -> one head per task.
 
     ``forward`` returns ``{task: logits}``; a loss on any task trains the shared encoder, a loss on
-    one task never touches another task's head.
+    one task never touches another task's head. ``pooling`` as for ``SentenceTransformer`` (None: the one a
+    sentence-transformers folder declares, else mean).
     """
 
     def __init__(self, tasks: Mapping[str, Sequence[str]], model_name: str | Path = DEFAULT_MODEL,
-                 pooling: str = "mean", dropout: float = 0.1, hidden_dim: int | None = None,
+                 pooling: str | None = None, dropout: float = 0.1, hidden_dim: int | None = None,
                  device: str | torch.device | None = None, *, random_weights: bool = False,
                  max_seq_length: int | None = None) -> None:
         super().__init__()
@@ -108,17 +111,20 @@ class MultiTaskSentenceTransformer(HasDevice, nn.Module):
         shared = self.dropout(self.encoder(input_ids, attention_mask))
         return {task: head(shared) for task, head in self.heads.items()}
 
-    def predict(self, sentences: str | Sequence[str], batch_size: int = 32, precision: str = "auto") -> pd.DataFrame:
+    def predict(self, sentences: str | Sequence[str], batch_size: int = 32, precision: str = "auto",
+                show_progress_bar: bool = False) -> pd.DataFrame:
         """One row per sentence, in input order: ``text``, then each task's label and ``<task>_prob``.
 
         Runs in eval mode without gradients; the model's previous mode is restored. ``precision`` as for
         ``SentenceTransformer.encode``: float32 on a CPU under ``auto``, bf16 or fp16 autocast on CUDA.
+        ``show_progress_bar``: a bar over the batches.
         """
         texts, _ = as_text_list(sentences)
         check_batch_size(batch_size)
         probabilities = {task: torch.zeros(len(texts), len(labels)) for task, labels in self.tasks.items()}
         with inference(self, precision=precision) as forward:
-            for positions, input_ids, attention_mask in self.encoder.length_sorted_batches(texts, batch_size):
+            for positions, input_ids, attention_mask in self.encoder.length_sorted_batches(texts, batch_size,
+                                                                                           show_progress_bar):
                 logits = forward(input_ids, attention_mask)
                 for task, values in logits.items():
                     probabilities[task][positions] = values.float().softmax(dim=-1).cpu()
@@ -134,40 +140,53 @@ class MultiTaskSentenceTransformer(HasDevice, nn.Module):
                 "pooling": self.encoder.pooling, "dropout": self.dropout.p, "hidden_dim": self.hidden_dim,
                 "backbone": self.encoder.model_name, "max_seq_length": self.encoder.max_seq_length}
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``model.safetensors``, ``config.json`` and ``backbone/`` (its config and tokenizer).
+    def save(self, directory: str | Path, *, test_scores: Mapping[str, Mapping] | None = None,
+             training: Mapping[str, object] | None = None, language: str = "en") -> Path:
+        """Write ``model.safetensors``, ``config.json``, ``backbone/`` (its config and tokenizer) and a model
+        card, ``README.md`` (see ``helpers.card``: ``test_scores``, ``training`` and ``language`` go there).
 
-        The model is written into a temporary folder beside ``directory`` and swapped in by renames, so a
-        failed save leaves ``directory`` as it was: absent, or holding the previous model. Refuses a file
-        or a non-empty folder that does not hold a saved model, so nothing else is overwritten.
+        ``directory`` must be new, empty or hold a model saved earlier; only the files save wrote are replaced,
+        anything else there stays (see ``helpers.saving``). A README.md that save did not write, or that was
+        edited since, is kept, with a warning, and no card is written. A failed save leaves ``directory`` as it
+        was: absent, or holding the previous model.
         """
         directory = Path(directory)
-        check_save_target(directory)
-        target = directory.resolve()  # through a symlink: the linked folder gets the model, the link stays
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
-        staging.mkdir()
-        try:
-            self._write(staging)
-            _swap_in(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)  # already gone when the swap succeeded
-        return directory
 
-    def _write(self, folder: Path) -> None:
+        def write(folder: Path) -> None:
+            card = None
+            if (directory / CARD_FILE).exists() and CARD_FILE not in (_saved_entries(directory) or ()):
+                warnings.warn(f"kept the README.md in {directory.name}: save did not write it, or it was edited "
+                              "since, so no model card was written; move it away to get a fresh card",
+                              UserWarning, stacklevel=4)
+            else:
+                name = directory.resolve().name
+                card = model_card(name, self.config(), test_scores, training, language)
+            self._write(folder, card)
+
+        return save_folder(directory, write, _saved_entries, marker=CONFIG_FILE, what="model")
+
+    def _write(self, folder: Path, card: str | None) -> None:
         backbone_dir = folder / BACKBONE_DIR
         self.encoder.backbone.config.save_pretrained(backbone_dir)
         self.encoder.tokenizer.save_pretrained(backbone_dir)
-        _write_json(backbone_dir / "sentence_bert_config.json", {"max_seq_length": self.encoder.max_seq_length})
+        write_json(backbone_dir / "sentence_bert_config.json", {"max_seq_length": self.encoder.max_seq_length})
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
-        _write_json(folder / CONFIG_FILE, self.config())  # last: it marks the folder as a saved model
+        config = self.config()
+        if card is not None:
+            (folder / CARD_FILE).write_text(card, encoding="utf-8")
+            config[CARD_HASH] = _sha256(folder / CARD_FILE)
+        write_json(folder / CONFIG_FILE, config)  # last: it marks the folder as a saved model
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device | None = None) -> MultiTaskSentenceTransformer:
         """Rebuild a saved model exactly, offline; never unpickles."""
         directory = Path(directory)
-        config = _read_config(directory)
+        config = read_config(directory)
+        missing = [key for key in CONFIG_KEYS if key not in config]
+        if missing:
+            raise ValueError(f"{directory / CONFIG_FILE} lacks key(s) {missing}; the file is damaged: save the "
+                             "model again")
         weights_path = directory / WEIGHTS_FILE
         if not weights_path.is_file():
             raise FileNotFoundError(f"{weights_path} is missing; the folder holds no weights to load")
@@ -191,41 +210,52 @@ class MultiTaskSentenceTransformer(HasDevice, nn.Module):
 def check_save_target(directory: Path) -> None:
     """Refuse a file, or a non-empty folder that does not hold a saved model: saving must never overwrite
     anything but a model saved earlier."""
-    if directory.exists() and not directory.is_dir():
-        raise FileExistsError(f"{directory} is a file, not a folder; save to a new or empty folder "
-                              "(nothing was written)")
-    if directory.is_dir() and any(directory.iterdir()) and not holds_saved_model(directory):
-        raise FileExistsError(f"{directory} is not empty and does not hold a saved model; "
-                              "save to a new or empty folder (nothing was written)")
+    check_target(directory, _saved_entries, "model")
 
 
 def holds_saved_model(directory: Path) -> bool:
     """Whether ``directory`` holds a model written by ``save`` (so saving there again replaces only it)."""
-    try:
-        return json.loads((directory / CONFIG_FILE).read_text()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+    return _saved_entries(directory) is not None
 
 
-def _read_config(directory: Path) -> dict:
+def read_config(directory: Path) -> dict:
+    """``config.json`` of a folder written by ``save``, in a format this code reads; the one place that
+    parses it. Raises FileNotFoundError or ValueError that say what is wrong."""
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; is {directory} a folder written by "
                                 "MultiTaskSentenceTransformer.save()?")
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON ({error}); the file is damaged") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {FORMAT} config (its 'format' is "
                          f"{config.get('format') if isinstance(config, dict) else None!r})")
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{path} has format_version {config['format_version']}; this code reads up to "
-                         f"{FORMAT_VERSION}: upgrade helpers")
-    missing = [key for key in CONFIG_KEYS if key not in config]
-    if missing:
-        raise ValueError(f"{path} lacks key(s) {missing}; the file is damaged: save the model again")
+    version = config.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"{path} has format_version {version!r}, not an int; the file is damaged: save the "
+                         "model again")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} has format_version {version}; this code reads up to {FORMAT_VERSION}: "
+                         "upgrade helpers")
     return config
+
+
+def _saved_entries(directory: Path) -> set[str] | None:
+    """The entries of ``directory`` that ``save`` wrote (its README.md only while unedited); None when it holds
+    no saved model."""
+    try:
+        config = read_config(directory)
+    except (OSError, ValueError):
+        return None
+    card = directory / CARD_FILE
+    ours = card.is_file() and config.get(CARD_HASH) == _sha256(card)
+    return {CONFIG_FILE, WEIGHTS_FILE, BACKBONE_DIR, *([CARD_FILE] if ours else [])}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _check_backbone(folder: Path) -> None:
@@ -253,24 +283,3 @@ def _slow_vocabulary_files(folder: Path) -> list[str]:
     tokenizer_class = getattr(transformers, name, None) if isinstance(name, str) else None
     names = getattr(tokenizer_class, "vocab_files_names", {})
     return [file for key, file in names.items() if key != "tokenizer_file"]
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2))
-
-
-def _swap_in(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``. An existing ``target`` is renamed aside first, deleted once the
-    new one is in place, and renamed back if that fails.
-    """
-    if not target.exists():
-        os.rename(staging, target)
-        return
-    aside = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
-    os.rename(target, aside)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        os.rename(aside, target)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)

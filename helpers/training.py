@@ -49,7 +49,7 @@ _CHECKS = {  # field: (may be None, test, what is allowed)
 
 
 def _setting(default: Any, help: str) -> Any:
-    """A field whose ``help`` explains it here and for its flag in ``python -m helpers.train --help``."""
+    """A field whose ``help`` explains it here and for its flag in ``python -m helpers train --help``."""
     return field(default=default, metadata={"help": help})
 
 
@@ -70,7 +70,7 @@ class TrainConfig:
                                           "(see helpers.weighting)")
     task_weights: dict[str, float] = field(default_factory=dict, metadata={
         "help": 'one weight per task for "static", e.g. {"topic": 0.7, "sentiment": 1.4}'})
-    seed: int = _setting(42, "seeds dropout (and in python -m helpers.train the heads, the shuffling and the "
+    seed: int = _setting(42, "seeds dropout (and in python -m helpers train the heads, the shuffling and the "
                              "90/10 split), so a run repeats")
     device: str = _setting("auto", "auto (cuda > mps > cpu), cpu, cuda, mps; under torchrun each process "
                                    "takes GPU LOCAL_RANK")
@@ -219,11 +219,23 @@ class BestCheckpoint:
         if self.score == -math.inf:
             return
         if self.directory is None:
-            model.load_state_dict(self.state)
+            _load_changed(model, self.state)
         else:
             if distributed.is_main():
-                model.load_state_dict(type(model).load(self.directory).state_dict())
+                _load_changed(model, type(model).load(self.directory).state_dict())
             distributed.copy_from_main(model)  # the other ranks may run on machines without that disk
+
+
+def _load_changed(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """``model.load_state_dict(state)``, writing only the tensors that differ: frozen weights are left untouched,
+    so a cache of the frozen bottom (``helpers.caching``) stays valid."""
+    current = model.state_dict()
+    if current.keys() != state.keys():
+        model.load_state_dict(state)  # raises, naming the missing and unexpected keys
+    with torch.no_grad():
+        for name, tensor in current.items():
+            if not torch.equal(tensor, state[name].to(tensor.device)):
+                tensor.copy_(state[name])
 
 
 class History:

@@ -221,6 +221,8 @@ BAD_INPUTS = [
                  r"is not a helpers\.MultiTaskSentenceTransformer config", id="load-foreign-config"),
     pytest.param(lambda kit: load(kit.edited_config(lambda c: c.update(format_version=99))), ValueError,
                  r"format_version 99; this code reads up to 1: upgrade helpers", id="load-newer-format"),
+    pytest.param(lambda kit: load(kit.edited_config(lambda c: c.update(format_version="1"))), ValueError,
+                 r"config\.json has format_version '1', not an int; the file is damaged", id="load-format-version-str"),
     pytest.param(lambda kit: load(kit.edited_config(lambda c: c.pop("tasks"))), ValueError,
                  r"config\.json lacks key\(s\) \['tasks'\]", id="load-config-without-tasks"),
     pytest.param(lambda kit: load(kit.without("model.safetensors")), FileNotFoundError,

@@ -173,3 +173,13 @@ def test_left_padding_is_refused(tiny_model_dirs):
             model(**model.tokenize(TEXTS))
     finally:
         model.encoder.tokenizer.padding_side = "right"
+
+
+def test_restoring_the_best_checkpoint_keeps_the_cache(tiny_model_dirs):
+    """Catches a restore that rewrites the frozen weights too, which empties the cache at the end of every run."""
+    model = model_of(tiny_model_dirs["bert"])
+    cache = cache_frozen_bottom(model)
+    loader = make_loader(FRAME, model.tokenize, batch_size=4, shuffle=True)
+    train(model, loader, make_loader(FRAME, model.tokenize, batch_size=4),
+          TrainConfig(epochs=2, lr=1e-3, device="cpu", eval_every=1))
+    assert len(cache) == len(TEXTS)

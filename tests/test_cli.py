@@ -1,4 +1,5 @@
-"""``python -m helpers``: flags from TrainConfig, the CSV it accepts, what it writes."""
+"""``python -m helpers train`` (and the older ``python -m helpers --data ...``): flags from TrainConfig, the
+checks before training, the CSV it accepts, what it writes."""
 
 import dataclasses
 import json
@@ -9,9 +10,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+from huggingface_hub import ModelCard
 
 import helpers
-from helpers import MultiTaskSentenceTransformer, TrainConfig, cli, training
+from helpers import (
+    TASKS,
+    GradualUnfreezing,
+    MultiTaskSentenceTransformer,
+    TrainConfig,
+    cli,
+    freeze,
+    make_loader,
+    training,
+)
+from helpers.parameters import transformer_layers
 from helpers.training import HISTORY_COLUMNS
 
 TOPICS = ["sports", "business", "sci_tech", "world"]
@@ -26,7 +39,7 @@ def write(frame: pd.DataFrame, path) -> str:
 
 
 def parse(*flags: str):
-    return cli.build_parser().parse_args(["--data", "x.csv", "--out", "out", "--no-show-progress-bar", *flags])
+    return cli.parse(["train", "--data", "x.csv", "--out", "out", "--no-show-progress-bar", *flags])
 
 
 def test_no_module_shares_its_name_with_an_exported_name():
@@ -35,9 +48,21 @@ def test_no_module_shares_its_name_with_an_exported_name():
     assert helpers.train is training.train
 
 
-def test_the_command_is_python_dash_m_helpers(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "helpers", "--help"], capture_output=True, text=True, check=True)
-    assert result.stdout.startswith("usage: python -m helpers ")
+def test_the_command_is_python_dash_m_helpers_train_and_its_help_names_no_old_command(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "helpers", "train", "--help"], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.startswith("usage: python -m helpers train ")
+    assert "helpers.train" not in result.stdout  # a module that no longer exists
+    assert re.search(r"train .*\n.*predict ", cli.build_parser().format_help())
+
+
+def test_the_form_without_a_command_still_means_train():
+    def flags(args):
+        return {name: value for name, value in vars(args).items() if name != "error"}
+
+    old_form = cli.parse(["--data", "x.csv", "--out", "out", "--epochs", "2"])
+    assert flags(old_form) == flags(cli.parse(["train", "--data", "x.csv", "--out", "out", "--epochs", "2"]))
+    assert old_form.command == "train" and old_form.run is cli.train_command
 
 
 def test_unfreeze_every_without_gradual_unfreezing_is_refused(tmp_path, capsys, monkeypatch):
@@ -66,9 +91,11 @@ def test_gradual_unfreezing_from_the_command_unfreezes_every_few_steps(tmp_path,
     assert unfreezing.done and all(p.requires_grad for p in unfreezing.model.parameters())
 
 
-def test_help_lists_every_train_config_field_with_its_explanation(monkeypatch):
+def test_help_lists_every_train_config_field_with_its_explanation(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "1000")  # no line wrapping
-    text = cli.build_parser().format_help()
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
     for field in dataclasses.fields(TrainConfig):
         assert "--" + field.name.replace("_", "-") in text
         assert field.metadata["help"] in text, field.name
@@ -87,7 +114,12 @@ def test_a_bad_flag_value_is_a_usage_error_that_names_it(capsys, tmp_path):
     for flags, message in [(["--epochs", "0"], "epochs must be an int >= 1, got 0"),
                            (["--lr", "fast"], "argument --lr: invalid float value: 'fast'"),
                            (["--task-weights", "[1]"], "expected a JSON object"),
-                           (["--batch-size", "0"], "argument --batch-size: must be an int >= 1, got '0'")]:
+                           (["--batch-size", "0"], "argument --batch-size: batch_size must be an int >= 1, got 0"),
+                           (["--batch-size", "2.5"], "argument --batch-size: invalid int value: '2.5'"),
+                           (["--max-seq-length", "-3"],
+                            "argument --max-seq-length: max_seq_length must be an int >= 1, got -3"),
+                           (["--device", "gpu"], "torch cannot use device 'gpu'"),
+                           (["--pooling", "avg"], "argument --pooling: invalid choice: 'avg'")]:
         with pytest.raises(SystemExit) as stop:
             cli.main(["--data", data, "--out", str(tmp_path / "out"), *flags])
         assert stop.value.code == 2
@@ -168,3 +200,131 @@ def test_the_command_writes_a_model_history_and_metrics(tmp_path, tiny_model_dir
     assert set(metrics) == {"val", "test"}
     assert metrics["test"]["topic"]["n"] == 10 and 0 <= metrics["test"]["topic"]["accuracy"] <= 1
     assert "test topic" in capsys.readouterr().out
+    card = ModelCard((out / "README.md").read_text())
+    results = {(r.task_name, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert results == {(task, metric): round(metrics["test"][task][key], 4) for task in TASKS
+                       for metric, key in (("accuracy", "accuracy"), ("f1", "macro_f1"))}
+    assert "| data | rows.csv |" in card.text and "| sentences | 20 train, 10 val, 10 test |" in card.text
+    assert str(tmp_path) not in card.text
+
+
+def refused_before_training(monkeypatch, capsys, argv: list[str]) -> str:
+    """Run the command, which must stop with a usage error before training; return the error."""
+    monkeypatch.setattr(cli, "train", lambda *args, **kwargs: pytest.fail("training started"))
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_task_weights_without_static_weighting_are_refused(tmp_path, monkeypatch, capsys):
+    data = write(ROWS, tmp_path / "rows.csv")
+    weights = ["--task-weights", '{"topic": 2.0, "sentiment": 1.0}']
+    for weighting in ([], ["--loss-weighting", "uncertainty"]):
+        error = refused_before_training(monkeypatch, capsys, ["--data", data, "--out", str(tmp_path / "o"),
+                                                              *weights, *weighting])
+        assert "--task-weights only apply with --loss-weighting static" in error
+    assert cli.check_train_flags(parse(*weights, "--loss-weighting", "static")).task_weights == {"topic": 2.0,
+                                                                                                 "sentiment": 1.0}
+
+
+def test_a_numbered_gpu_under_torchrun_is_refused(monkeypatch):
+    monkeypatch.setattr(cli, "pick_device", lambda device: torch.device(device))  # as on a machine with GPUs
+    assert cli.check_train_flags(parse("--device", "cuda:0")).device == "cuda:0"  # one process: fine
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="--device cuda:0 would put every process on the same device; under "
+                                         "torchrun each process takes GPU LOCAL_RANK"):
+        cli.check_train_flags(parse("--device", "cuda:0"))
+    assert cli.check_train_flags(parse("--device", "cuda")).device == "cuda"
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_gradual_unfreezing_under_torchrun_is_refused_up_front_and_by_train(monkeypatch, capsys, tmp_path,
+                                                                            tiny_model_dirs, processes):
+    monkeypatch.setenv("WORLD_SIZE", processes)  # what torchrun sets, also for --nproc-per-node 1
+    error = refused_before_training(monkeypatch, capsys, ["--data", write(ROWS, tmp_path / "rows.csv"), "--out",
+                                                          str(tmp_path / "o"), "--gradual-unfreezing"])
+    assert "gradual unfreezing cannot run under torchrun (with any number of processes)" in error
+    monkeypatch.undo()
+    monkeypatch.setenv("WORLD_SIZE", processes)
+    model = MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"])
+    loader = make_loader(ROWS, model.tokenize, TASKS, batch_size=8)
+    with pytest.raises(ValueError, match="gradual unfreezing cannot run under torchrun"):
+        training.train(model, loader, None, TrainConfig(device="cpu"), unfreezing=GradualUnfreezing(model))
+
+
+def test_the_checkpoint_folder_is_checked_before_training(tmp_path, monkeypatch, capsys):
+    best = tmp_path / "best"
+    best.mkdir()
+    (best / "notes.txt").write_text("keep me")
+    error = refused_before_training(monkeypatch, capsys, ["--data", write(ROWS, tmp_path / "rows.csv"), "--out",
+                                                          str(tmp_path / "o"), "--checkpoint-dir", str(best)])
+    assert f"{best} is not empty and does not hold a saved model" in error
+    assert [path.name for path in best.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--freeze", "all"], "--freeze all leaves nothing to train; freeze 'backbone'"),
+    (["--freeze", "bottom:1", "--gradual-unfreezing"], "--gradual-unfreezing decides what trains at each stage"),
+    (["--freeze", "bottom:9"], r"unknown freezing strategy 'bottom:9'.*'bottom:<k>' with k in 0..2"),
+    (["--freeze", "head:spam"], r"unknown freezing strategy 'head:spam'.*\['head:topic', 'head:sentiment'\]"),
+])
+def test_a_freezing_strategy_that_cannot_work_is_a_usage_error(tmp_path, monkeypatch, capsys, tiny_model_dirs,
+                                                               flags, message):
+    error = refused_before_training(monkeypatch, capsys, ["--data", write(ROWS, tmp_path / "rows.csv"), "--out",
+                                                          str(tmp_path / "o"), "--model", str(tiny_model_dirs["bert"]),
+                                                          "--device", "cpu", *flags])
+    assert re.search(message, error)
+
+
+def test_a_model_that_cannot_be_loaded_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    error = refused_before_training(monkeypatch, capsys, ["--data", write(ROWS, tmp_path / "rows.csv"), "--out",
+                                                          str(tmp_path / "o"), "--model", str(tmp_path / "nowhere")])
+    assert "nowhere' does not exist; pass an existing folder or a Hugging Face model name" in error
+
+
+def train_spied(monkeypatch) -> dict:
+    """Let the command train, and keep the model it trains and its layers' weights before training."""
+    seen, real_train = {}, cli.train
+
+    def spy(model, *args, **kwargs):
+        seen["model"] = model
+        seen["layers before"] = [{name: value.clone() for name, value in layer.state_dict().items()}
+                                 for layer in transformer_layers(model.encoder.backbone)]
+        return real_train(model, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "train", spy)
+    return seen
+
+
+def test_freeze_bottom_trains_the_top_over_a_cache_of_the_bottom(tmp_path, tiny_model_dirs, monkeypatch, capsys):
+    seen = train_spied(monkeypatch)
+    data = write(ROWS.assign(split=["train", "train", "val", "test"] * 10), tmp_path / "rows.csv")
+    cli.main(["train", "--data", data, "--out", str(tmp_path / "out"), "--model", str(tiny_model_dirs["bert"]),
+              "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--freeze", "bottom:1", "--lr", "1e-3"])
+    model, (bottom, top) = seen["model"], transformer_layers(seen["model"].encoder.backbone)
+    assert len(model.encoder.bottom_cache) == len(ROWS)  # every sentence's bottom, computed once
+    assert all(torch.equal(value, seen["layers before"][0][name]) for name, value in bottom.state_dict().items())
+    assert not all(torch.equal(value, seen["layers before"][1][name]) for name, value in top.state_dict().items())
+    output = capsys.readouterr().out
+    assert "freeze bottom:1; frozen bottom of 1 layer(s) computed once per sentence and cached" in output
+
+
+@pytest.mark.parametrize("strategy", ["none", "embeddings", "head:topic"])
+def test_nothing_is_cached_unless_the_embeddings_and_a_layer_are_frozen(tiny_model_dirs, strategy):
+    model = freeze(MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"]), strategy)
+    assert cli.cache_bottom(model) == "" and model.encoder.bottom_cache is None
+
+
+def test_under_torchrun_the_frozen_bottom_is_not_cached(tiny_model_dirs, monkeypatch):
+    model = freeze(MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"]), "backbone")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert cli.cache_bottom(model) == "; frozen bottom of 2 layer(s) not cached under torchrun"
+    assert model.encoder.bottom_cache is None
+
+
+def test_the_command_reads_the_csv_once(tmp_path, monkeypatch):
+    reads, read_csv = [], pd.read_csv
+    monkeypatch.setattr(pd, "read_csv", lambda *args, **kwargs: reads.append(1) or read_csv(*args, **kwargs))
+    cli.read_labelled_csv(write(ROWS, tmp_path / "rows.csv"))
+    assert len(reads) == 1

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import IGNORE_INDEX, TASKS, SentenceDataset, label_maps, label_portions, load_corpus, make_loader
-from helpers.data import LengthGroupedBatches
+from helpers.data import LengthGroupedBatches, load_texts
 
 GOOD = "text,topic,sentiment,split\nA fine day for the home team,sports,positive,train\n"
 
@@ -115,3 +115,36 @@ def test_line_numbers_count_the_lines_of_a_quoted_field_that_spans_several(tmp_p
     path = write(tmp_path, GOOD + spanning + "Ok text here,sports,happy,train\n")
     with pytest.raises(ValueError, match=r"line 6, column 'sentiment': 'happy'"):
         load_corpus(path)
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"], ids=["LF", "CRLF", "CR (old Mac)"])
+def test_every_line_ending_reads_the_same_rows_and_the_same_line_numbers(tmp_path, ending):
+    rows = [GOOD.strip(), '"A match report' + ending + 'over two lines",sports,positive,train', "Ok text,world,,val"]
+    frame = load_corpus(write(tmp_path, ending.join(rows) + ending))
+    assert frame["text"].tolist() == ["A fine day for the home team", "A match report\nover two lines", "Ok text"]
+    assert frame["split"].tolist() == ["train", "train", "val"]
+    path = write(tmp_path, ending.join([*rows, "Bad one,sports,happy,train"]) + ending)
+    with pytest.raises(ValueError, match=r"line 6, column 'sentiment': 'happy'"):
+        load_corpus(path)
+
+
+def test_lines_of_only_spaces_are_skipped_and_not_counted_wrong(tmp_path):
+    path = write(tmp_path, GOOD + "   \n\t\nOk text here,sports,happy,train\n")
+    with pytest.raises(ValueError, match=r"line 5, column 'sentiment': 'happy'"):
+        load_corpus(path)
+
+
+def test_texts_to_label_keep_their_columns_and_may_repeat(tmp_path):
+    frame = load_texts(write(tmp_path, "id,text\n7,Good film\n8,Good film\n9,Bad food\n"))
+    assert frame.to_dict("list") == {"id": ["7", "8", "9"], "text": ["Good film", "Good film", "Bad food"]}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("id,text\n", r"has a header but no rows; add one row per sentence"),
+    ("id,sentence\n1,Good film\n", r"lacks column\(s\) \['text'\]; found \['id', 'sentence'\]"),
+    ("id,text\n1,Good film\n2,  \n", r"line 3, column 'text': '  ' is not allowed; every text must contain words"),
+    ("", r"is empty; it needs a header line"),
+])
+def test_texts_to_label_are_checked(tmp_path, content, message):
+    with pytest.raises(ValueError, match=message):
+        load_texts(write(tmp_path, content))

@@ -246,11 +246,13 @@ def small_csv(path: Path) -> Path:
 
 def test_the_command_under_torchrun_writes_a_model_that_loads_and_predicts(tiny_model_dirs, tmp_path):
     out = tmp_path / "out"
-    code, output = run_torchrun(["-m", "helpers", "--data", str(small_csv(tmp_path / "rows.csv")),
+    code, output = run_torchrun(["-m", "helpers", "train", "--data", str(small_csv(tmp_path / "rows.csv")),
                                  "--out", str(out), "--model", str(tiny_model_dirs["bert"]), "--epochs", "2",
-                                 "--batch-size", "4", "--device", "cpu", "--loss-weighting", "uncertainty"])
+                                 "--batch-size", "4", "--device", "cpu", "--loss-weighting", "uncertainty",
+                                 "--freeze", "bottom:1"])
     assert code == 0, output
     assert "2 process(es)" in output and output.count("wrote ") == 1  # only rank 0 reports
+    assert "frozen bottom of 1 layer(s) not cached under torchrun" in output
     model = MultiTaskSentenceTransformer.load(out)
     assert model.predict(["markets rallied"])["topic"].iloc[0] in TOPICS
     assert list(pd.read_csv(out / "history.csv").columns) == HISTORY_COLUMNS

@@ -24,8 +24,8 @@ def half_written_weights(state, path, metadata=None):
 
 
 def fail_json_file(monkeypatch, name: str) -> None:
-    write_json = multitask._write_json
-    monkeypatch.setattr(multitask, "_write_json", lambda path, data: fail() if path.name == name
+    write_json = multitask.write_json
+    monkeypatch.setattr(multitask, "write_json", lambda path, data: fail() if path.name == name
                         else write_json(path, data))
 
 
@@ -43,8 +43,8 @@ STAGES = {
     "weights": lambda mp, model: mp.setattr(multitask, "save_file", fail),
     "weights-half-written": lambda mp, model: mp.setattr(multitask, "save_file", half_written_weights),
     "config": lambda mp, model: fail_json_file(mp, "config.json"),
-    "rename-old-aside": lambda mp, model: fail_rename(mp, lambda source: source.name == "m"),
-    "rename-new-in": lambda mp, model: fail_rename(mp, lambda source: ".tmp-" in source.name),
+    "rename-old-aside": lambda mp, model: fail_rename(mp, lambda source: source.parent.name == "m"),
+    "rename-new-in": lambda mp, model: fail_rename(mp, lambda source: ".tmp-" in str(source)),
 }
 
 
@@ -71,10 +71,18 @@ def assert_loads_as(folder: Path, model: MultiTaskSentenceTransformer) -> None:
     assert all(torch.equal(loaded[name], expected[name]) for name in expected)
 
 
+def saved_with_user_files(model: MultiTaskSentenceTransformer, target: Path) -> None:
+    """``model`` saved in ``target``, then a user's notes and a folder of their own added beside it."""
+    model.save(target)
+    (target / "NOTES.md").write_text("trained on the March export")
+    (target / "plots").mkdir()
+    (target / "plots" / "curve.txt").write_text("0.9")
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_failed_save_keeps_the_saved_model_bit_identical_and_a_retry_succeeds(old, new, tmp_path, monkeypatch, stage):
     target = tmp_path / "m"
-    old.save(target)
+    saved_with_user_files(old, target)
     before = files(target)
     STAGES[stage](monkeypatch, new)
     with pytest.raises(OSError, match=DISK_FULL):
@@ -86,6 +94,66 @@ def test_failed_save_keeps_the_saved_model_bit_identical_and_a_retry_succeeds(ol
     new.save(target)
     assert_loads_as(target, new)
     assert [path.name for path in tmp_path.iterdir()] == ["m"]
+
+
+def test_a_save_over_a_saved_model_keeps_the_files_it_did_not_write(old, new, tmp_path):
+    target = tmp_path / "m"
+    saved_with_user_files(old, target)
+    user_files = {name: data for name, data in files(target).items() if name.startswith(("NOTES", "plots"))}
+    new.save(target)
+    assert_loads_as(target, new)
+    assert {name: data for name, data in files(target).items() if name.startswith(("NOTES", "plots"))} == user_files
+
+
+def count_renames(monkeypatch, fail_from: int | None = None, fail_until: int | None = None) -> list[int]:
+    """Count ``os.rename`` calls; those numbered ``fail_from`` to ``fail_until`` (from 1) fail as a full disk."""
+    rename, calls = os.rename, [0]
+
+    def counted(source, target):
+        calls[0] += 1
+        if fail_from is not None and fail_from <= calls[0] <= (fail_until or fail_from):
+            fail()
+        rename(source, target)
+
+    monkeypatch.setattr(os, "rename", counted)
+    return calls
+
+
+def renames_of_a_save(model, folder: Path, monkeypatch) -> int:
+    with monkeypatch.context() as context:
+        calls = count_renames(context)
+        model.save(folder)
+    return calls[0]
+
+
+def test_a_failure_at_any_rename_of_the_swap_puts_every_file_back(old, new, tmp_path, monkeypatch):
+    saved_with_user_files(old, tmp_path / "probe")
+    renames = renames_of_a_save(new, tmp_path / "probe", monkeypatch)
+    assert renames == 2 * 4  # config.json, model.safetensors, backbone/ and README.md: out, then in
+    for failing in range(1, renames + 1):
+        target = tmp_path / f"m{failing}"
+        saved_with_user_files(old, target)
+        before = files(target)
+        with monkeypatch.context() as context:
+            count_renames(context, fail_from=failing)
+            with pytest.raises(OSError, match=DISK_FULL):
+                new.save(target)
+        assert files(target) == before, f"rename {failing}"
+        assert_loads_as(target, old)
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]
+
+
+def test_when_even_putting_back_fails_the_previous_files_stay_beside_the_folder(old, new, tmp_path, monkeypatch):
+    target = tmp_path / "m"
+    saved_with_user_files(old, target)
+    before = files(target)
+    with monkeypatch.context() as context:  # the 3rd rename fails, and so does every rename after it (the undo)
+        count_renames(context, fail_from=3, fail_until=99)
+        with pytest.raises(OSError, match=DISK_FULL):
+            new.save(target)
+    aside = [path for path in tmp_path.iterdir() if ".m.old-" in path.name]
+    assert len(aside) == 1  # the two entries moved out before the failure wait there; nothing was deleted
+    assert {**files(target), **files(aside[0])} == before
 
 
 @pytest.mark.parametrize("stage", [stage for stage in STAGES if stage != "rename-old-aside"])
@@ -163,3 +231,20 @@ def test_a_failure_inside_encode_or_predict_restores_the_mode_and_device(old, mo
         assert {parameter.device for parameter in old.parameters()} == {torch.device("cpu")}
     finally:
         old.eval()
+
+
+def test_mid_swap_the_folder_passes_for_a_model_only_once_it_holds_the_whole_new_one(old, new, tmp_path,
+                                                                                      monkeypatch):
+    """What a process killed between two renames leaves: config.json leaves first and comes back last."""
+    target = tmp_path / "m"
+    saved_with_user_files(old, target)
+    rename, marked = os.rename, []
+
+    def observed(source, destination):
+        rename(source, destination)
+        marked.append(multitask.holds_saved_model(target))
+
+    monkeypatch.setattr(os, "rename", observed)
+    new.save(target)
+    assert marked == [False] * (len(marked) - 1) + [True]
+    assert_loads_as(target, new)
