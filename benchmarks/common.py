@@ -9,8 +9,10 @@ import pandas as pd
 
 from helpers import SentenceTransformer, pick_device, quiet_transformers, set_seed
 from helpers.backbone import bundled_model_path
+from helpers.metrics import scores_by_portion
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "sentences.csv"
+ENCODER_LR = {1: 2e-4, 2: 1e-4, 3: 1e-4, 4: 1e-4, 5: 5e-5, 6: 5e-5}  # per layers trained: deeper, smaller steps
 
 
 def parse_args(description: str, **defaults) -> argparse.Namespace:
@@ -45,3 +47,11 @@ def reference_model(ours: SentenceTransformer):
     reference[0].auto_model.load_state_dict(ours.backbone.state_dict(), strict=False)
     return reference
 
+
+def portion_accuracies(model, corpus: pd.DataFrame) -> dict[str, float]:
+    """Test accuracy per (task, portion), and sentiment pooled over its portions."""
+    table = scores_by_portion(model, corpus)
+    row = {f"{task}, {portion}": value for (task, portion), value in table["accuracy"].items()}
+    sentiment = table.loc["sentiment"]
+    row["sentiment, pooled"] = (sentiment["accuracy"] * sentiment["sentences"]).sum() / sentiment["sentences"].sum()
+    return {name: row[name] for name in sorted(row, key=lambda name: (name.split(",")[0] != "sentiment", name))}

@@ -16,15 +16,14 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
+from common import ENCODER_LR, portion_accuracies
 
 from helpers import load_corpus, pick_device
 from helpers.experiments import fresh_model, measure, run_variant
-from helpers.metrics import scores_by_portion, verdicts
+from helpers.metrics import verdicts
 from helpers.paired import paired_comparison
 from helpers.probe import fit_heads_on_cached_embeddings
 from helpers.training import TrainConfig
-
-ENCODER_LR = {1: 2e-4, 2: 1e-4, 3: 1e-4, 4: 1e-4, 5: 5e-5, 6: 5e-5}  # deeper fine-tuning, smaller steps
 
 
 def main() -> None:
@@ -62,15 +61,6 @@ def main() -> None:
     best = table["gain"].astype(float).idxmax()
     print(f"ratio {table.loc[best, 'seconds'] / table.loc[('heads only', '-'), 'seconds']:.2f} "
           f"(seconds of the largest sentiment gain, {best}, over heads only's)")
-
-
-def portion_accuracies(model, corpus: pd.DataFrame) -> dict[str, float]:
-    """Test accuracy per (task, portion), and sentiment pooled over its portions."""
-    table = scores_by_portion(model, corpus)
-    row = {f"{task}, {portion}": value for (task, portion), value in table["accuracy"].items()}
-    sentiment = table.loc["sentiment"]
-    row["sentiment, pooled"] = (sentiment["accuracy"] * sentiment["sentences"]).sum() / sentiment["sentences"].sum()
-    return {name: row[name] for name in sorted(row, key=lambda name: (name.split(",")[0] != "sentiment", name))}
 
 
 if __name__ == "__main__":

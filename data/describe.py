@@ -8,14 +8,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+import torch
+
 from helpers import TASKS, SentenceDataset, SentenceTransformer, label_portions, load_corpus
-from helpers.probe import fit_linear_probe, probe_accuracy
+from helpers.probe import fit_linear_probe
+
+FIRST_BATCH = 3700  # rows written in November 2026; the rows after them are the reviews added in December
 
 
 def main() -> None:
     corpus = load_corpus()
     portion = label_portions(corpus)
     print(f"{len(corpus)} sentences\n")
+    added = corpus.iloc[FIRST_BATCH:]
+    print(f"second batch (rows after {FIRST_BATCH}): {len(added)} sentences")
+    print(pd.crosstab(added["sentiment"], added["split"], margins=True).to_string(), "\n")
     print(pd.crosstab(portion, corpus["split"], margins=True).to_string(), "\n")
     cells = [portion, corpus["topic"].fillna("-"), corpus["sentiment"].fillna("-")]
     print(pd.crosstab(cells, corpus["split"], margins=True).to_string(), "\n")
@@ -45,11 +52,15 @@ def main() -> None:
         probe = fit_linear_probe(embeddings[train & known], y[train & known], len(names))
         for name in sorted(set(portion[known])):
             rows = test & known & (portion == name).to_numpy()
+            with torch.no_grad():
+                accuracy = (probe(torch.from_numpy(embeddings[rows])).argmax(dim=1).numpy() == y[rows]).mean()
             print(f"linear probe on frozen mean-pooled MiniLM, {task}, {name} test: accuracy "
-                  f"{probe_accuracy(probe, embeddings[rows], y[rows]):.3f} (chance {1 / len(names):.3f})")
+                  f"{accuracy:.3f} (chance {1 / len(names):.3f})")
     similarity = embeddings @ embeddings.T
     np.fill_diagonal(similarity, 0.0)
     print(f"highest cosine between two different sentences: {similarity.max():.3f}")
+    print(f"highest cosine between a validation or test sentence and a training sentence: "
+          f"{similarity[~train][:, train].max():.3f}")
 
 
 if __name__ == "__main__":

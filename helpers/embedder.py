@@ -10,12 +10,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from .backbone import DEFAULT_MODEL, load_backbone, position_limit, resolve_model_path
 from .checks import as_text_list, check_batch_size, check_positive_int
 from .devices import HasDevice, inference, pick_device
 from .pooling import check_pooling, pool
+from .progress import progress_bar
 from .st_format import declared_pooling, save_encoder
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class SentenceTransformer(HasDevice, nn.Module):
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         pad_id = self.tokenizer.pad_token_id or 0
         starts = range(0, len(order), batch_size)
-        for start in tqdm(starts, desc="Batches", disable=not show_progress_bar):
+        for start in progress_bar(starts, desc="Batches", disable=not show_progress_bar):
             positions = order[start:start + batch_size]
             longest = len(ids[positions[0]])
             input_ids = torch.full((len(positions), longest), pad_id, dtype=torch.long)

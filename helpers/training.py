@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import distributed
 from .checks import check_choice, is_finite_number, is_int, is_positive_int
@@ -27,6 +26,7 @@ from .freezing import GradualUnfreezing, optimizer_groups
 from .losses import label_counts, labelled, task_losses
 from .metrics import evaluate
 from .precision import autocast, autocast_dtype, check_precision, grad_scaler
+from .progress import progress_bar
 from .seeding import set_seed
 from .weighting import LossWeighting, check_weighting, make_weighting
 
@@ -351,7 +351,7 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
     step, stop = 0, False
     if val_loader is not None and config.eval_every is not None:  # the curves' starting point: step 0
         history.log_val(0, 0, evaluate(model, val_loader, precision=config.precision))
-    progress = tqdm(total=total_steps, desc=description, unit="step", disable=not config.show_progress_bar)
+    progress = progress_bar(total=total_steps, desc=description, unit="step", disable=not config.show_progress_bar)
     for epoch in range(1, config.epochs + 1):
         progress.set_postfix_str(f"epoch {epoch}/{config.epochs}")
         for index, batch in enumerate(train_loader, 1):

@@ -70,6 +70,13 @@ def test_no_near_duplicates(corpus_embeddings):
     assert similarity.max() < 0.95
 
 
+def test_no_validation_or_test_sentence_is_a_near_copy_of_a_training_sentence(corpus, corpus_embeddings):
+    """A held-out sentence within cosine 0.9 of a training sentence would be scored on what was memorised."""
+    train = (corpus["split"] == "train").to_numpy()
+    held_out = corpus_embeddings[~train] @ corpus_embeddings[train].T
+    assert held_out.max() < 0.9
+
+
 def test_a_linear_probe_on_frozen_embeddings_is_good_but_not_perfect(corpus, corpus_embeddings):
     dataset = SentenceDataset(corpus)
     train, test = (corpus["split"] == "train").to_numpy(), (corpus["split"] == "test").to_numpy()
