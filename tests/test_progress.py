@@ -15,3 +15,12 @@ def test_encode_shows_its_bar_on_stdout_when_asked(tiny_model_dirs, capsys):
     SentenceTransformer(tiny_model_dirs["bert"]).encode(["a", "b", "c"], batch_size=1, show_progress_bar=True)
     out, err = capsys.readouterr()
     assert "Batches: 100%" in out and "3/3" in out and err == ""
+
+
+def test_a_listing_is_a_dedented_python_code_block():
+    from helpers import MultiTaskSentenceTransformer
+    from helpers.listing import source_listing
+
+    text = source_listing(MultiTaskSentenceTransformer.forward, source_listing).data
+    assert text.startswith("```python\ndef forward(self") and text.endswith("\n```")
+    assert "\n\ndef source_listing(" in text
