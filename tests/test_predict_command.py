@@ -134,4 +134,4 @@ def test_the_progress_bar_counts_batches(saved, tmp_path, capsys):
     data = csv_of(tmp_path, "text\n" + "\n".join(f"sentence {i}" for i in range(5)) + "\n")
     cli.main(["predict", "--model", str(saved[1]), "--data", str(data), "--out", str(tmp_path / "p.csv"),
               "--batch-size", "2", "--show-progress-bar"])
-    assert "3/3" in capsys.readouterr().err
+    assert "3/3" in capsys.readouterr().out
