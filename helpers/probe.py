@@ -46,15 +46,21 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, n_classes: int, w
     return probe
 
 
-def fit_heads_on_cached_embeddings(model: nn.Module, corpus: pd.DataFrame, batch_size: int = 64) -> None:
+def fit_heads_on_cached_embeddings(model: nn.Module, corpus: pd.DataFrame, batch_size: int = 64,
+                                   features: np.ndarray | None = None) -> None:
     """Heads-only training without re-running the frozen encoder every epoch.
 
     With the backbone frozen, its output for a sentence never changes, so each training sentence is
     encoded once and every linear head is fitted on those cached vectors (L2-regularised logistic
-    regression, the linear probe). Requires linear heads (``hidden_dim=None``).
+    regression, the linear probe, to convergence). Requires linear heads (``hidden_dim=None``).
+    ``features``: the frozen encoder's vectors of the training rows, in their order, if already computed.
     """
     train_rows = corpus[corpus["split"] == "train"]
-    features = model.encoder.encode(train_rows["text"].tolist(), batch_size=batch_size)
+    if features is None:
+        features = model.encoder.encode(train_rows["text"].tolist(), batch_size=batch_size)
+    elif len(features) != len(train_rows):
+        raise ValueError(f"features has {len(features)} rows but the corpus {len(train_rows)} training rows; pass "
+                         "the encoder's vectors of exactly the training rows, in their order")
     labels = SentenceDataset(train_rows, model.tasks).labels
     for task, head in model.heads.items():
         if not isinstance(head, nn.Linear):

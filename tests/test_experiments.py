@@ -194,3 +194,16 @@ def test_fresh_models_have_the_same_heads_and_cache_what_their_strategy_freezes(
     assert fresh_model("none", model_name=tiny_model_dirs["bert"]).encoder.bottom_cache is None
     assert fresh_model("bottom:2", model_name=tiny_model_dirs["bert"], cache=False).encoder.bottom_cache is None
     assert sum(p.requires_grad for p in second.encoder.parameters()) == 0
+
+
+def test_heads_fitted_on_given_features_equal_heads_fitted_on_encoded_ones(tiny_model_dirs):
+    from helpers.experiments import fresh_model
+
+    encoded, given = (fresh_model("backbone", model_name=tiny_model_dirs["bert"]) for _ in range(2))
+    fit_heads_on_cached_embeddings(encoded, CORPUS)
+    train_texts = CORPUS.loc[CORPUS["split"] == "train", "text"].tolist()
+    fit_heads_on_cached_embeddings(given, CORPUS, features=given.encoder.encode(train_texts))
+    for task in TASKS:
+        torch.testing.assert_close(given.heads[task].weight, encoded.heads[task].weight)
+    with pytest.raises(ValueError, match="features has 3 rows but the corpus 16 training rows"):
+        fit_heads_on_cached_embeddings(given, CORPUS, features=np.zeros((3, 32), dtype=np.float32))
