@@ -94,41 +94,61 @@ def grouped_bars(table: pd.DataFrame, title: str, ylabel: str, ax: Axes | None =
     return ax
 
 
+def _tint(hex_colour: str, strength: float = 0.22) -> tuple[float, float, float]:
+    """A light tint of a colour (``strength`` of it over white), for a box that holds black text."""
+    from matplotlib.colors import to_rgb
+
+    return tuple(1 - strength * (1 - channel) for channel in to_rgb(hex_colour))
+
+
+_SHARED_COLOUR = "#DDDDDD"  # what every task uses; Tol's pale grey, neither task's colour
+_UNTRAINED_COLOUR = "white"  # no weights that training changes: the sentences, the tokenizer
+
+
 def architecture_diagram(model, title: str = "Hard parameter sharing: one encoder, one head per task") -> Axes:
-    """Boxes and arrows for a MultiTaskSentenceTransformer, drawn from the model itself."""
+    """Boxes and arrows for a MultiTaskSentenceTransformer, drawn from the model itself: the tokenizer (no
+    trained weights) in white with a dashed edge, the shared part (backbone, pooling, dropout) grey inside one
+    frame, and each head in a tint of its task's colour. 960 px wide at 100 dpi; one unit is one inch, so the
+    text keeps its size."""
     from matplotlib.patches import FancyBboxPatch
 
     encoder = model.encoder
     n_layers = encoder.backbone.config.num_hidden_layers
     n_encoder = sum(p.numel() for p in encoder.parameters())
     tasks = list(model.tasks.items())
-    _, ax = plt.subplots(figsize=(11, 1.6 + 1.2 * len(tasks)))
-    ax.set_xlim(0, 11)
-    ax.set_ylim(-0.6 * len(tasks) - 0.4, 0.6 * len(tasks) + 0.6)
+    spread = 1.05 * (len(tasks) - 1) / 2  # heads from +spread to -spread
+    top, bottom = max(spread, 0.55) + 0.75, -max(spread, 0.55) - 0.5
+    fig, ax = plt.subplots(figsize=(9.6, top - bottom + 0.45))
+    ax.set_xlim(0, 9.6)
+    ax.set_ylim(bottom, top)
     ax.axis("off")
 
-    def box(x: float, y: float, text: str, colour: str, width: float = 1.7) -> None:
-        ax.add_patch(FancyBboxPatch((x - width / 2, y - 0.38), width, 0.76, boxstyle="round,pad=0.05",
-                                    facecolor=colour, edgecolor="0.3"))
-        ax.text(x, y, text, ha="center", va="center", fontsize=9)
+    def box(x: float, y: float, text: str, face, width: float, gid: str, edge="0.3", style="-") -> None:
+        ax.add_patch(FancyBboxPatch((x - width / 2, y - 0.36), width, 0.72, boxstyle="round,pad=0.05",
+                                    facecolor=face, edgecolor=edge, linestyle=style, linewidth=1.3, gid=gid))
+        ax.text(x, y, text, ha="center", va="center", fontsize=10)
 
     def arrow(x0: float, y0: float, x1: float, y1: float) -> None:
         ax.annotate("", (x1, y1), (x0, y0), arrowprops={"arrowstyle": "->", "color": "0.3"})
 
-    shared = "#cfe2f3"
-    box(0.9, 0, "sentences", "white", 1.3)
-    box(2.8, 0, "tokenizer\n(word pieces)", shared)
-    box(5.0, 0, f"shared encoder\n{type(encoder.backbone).__name__}, {n_layers} layers\n"
-                f"{n_encoder / 1e6:.1f} M parameters", shared, 2.1)
-    box(7.2, 0, f"{encoder.pooling} pooling\n+ dropout {model.dropout.p:g}", shared)
-    for x0, x1 in [(1.55, 1.95), (3.65, 3.95), (6.05, 6.35)]:
+    box(0.55, 0, "sentences", _UNTRAINED_COLOUR, 0.95, "sentences")
+    box(2.0, 0, "tokenizer\nword pieces,\nno weights", _UNTRAINED_COLOUR, 1.2, "tokenizer", style="--")
+    ax.add_patch(FancyBboxPatch((2.85, -0.5), 3.9, 1.3, boxstyle="round,pad=0.05", facecolor="none",
+                                edgecolor="0.45", linewidth=1.0, gid="shared frame"))
+    ax.text(4.8, 0.6, f"shared by every task: {n_encoder / 1e6:.1f} M parameters", ha="center", va="center",
+            fontsize=10, color="0.2")
+    box(3.9, 0, f"{type(encoder.backbone).__name__}\n{n_layers} layers", _SHARED_COLOUR, 1.8, "backbone")
+    box(5.9, 0, f"{encoder.pooling} pooling\ndropout {model.dropout.p:g}", _SHARED_COLOUR, 1.4, "pooling")
+    for x0, x1 in [(1.07, 1.35), (2.65, 2.95), (4.85, 5.15)]:
         arrow(x0, 0, x1, 0)
-    ys = np.linspace(0.6 * (len(tasks) - 1), -0.6 * (len(tasks) - 1), len(tasks)) if len(tasks) > 1 else [0.0]
-    for (task, labels), y in zip(tasks, ys):
+    ys = np.linspace(spread, -spread, len(tasks)) if len(tasks) > 1 else [0.0]
+    for position, ((task, labels), y) in enumerate(zip(tasks, ys)):
         head = model.heads[task]
         n_head = sum(p.numel() for p in head.parameters())
-        arrow(8.05, 0, 8.45, y)
-        box(9.7, y, f"{task} head\n{len(labels)} classes\n{n_head:,} parameters", "#fde9c9", 2.2)
+        hue = TASK_COLOURS.get(task) or _OTHER_COLOURS[position % len(_OTHER_COLOURS)]
+        arrow(6.7, 0, 7.55, y)
+        box(8.55, y, f"{task} head\n{len(labels)} classes\n{n_head:,} parameters", _tint(hue), 1.95,
+            f"head: {task}", edge=hue)
     ax.set_title(title)
     return ax
 

@@ -8,6 +8,7 @@ import pytest
 from helpers import TASKS, MultiTaskSentenceTransformer
 from helpers.plots import (
     LABEL_COLOURS,
+    TASK_COLOURS,
     accuracy_curves,
     architecture_diagram,
     embedding_maps,
@@ -75,3 +76,16 @@ def test_labels_keep_their_colour_and_the_task_spec_order():
     assert [matplotlib.colors.to_hex(c.get_facecolor()[0]) for c in topic.collections] == [
         LABEL_COLOURS[label].lower() for label in TASKS["topic"]]
     assert sum(len(c.get_offsets()) for c in axes[0, 1].collections) == 6  # the rows without sentiment are left out
+
+
+def test_the_diagram_keeps_the_tokenizer_out_of_the_encoder_colours_heads_by_task_and_fits_1000_px(tiny_model_dirs):
+    ax = architecture_diagram(MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"]))
+    boxes = {patch.get_gid(): patch for patch in ax.patches}
+    assert boxes["tokenizer"].get_facecolor() != boxes["backbone"].get_facecolor()  # no weights, not shared
+    assert boxes["backbone"].get_facecolor() == boxes["pooling"].get_facecolor()
+    for task in TASKS:
+        head = boxes[f"head: {task}"]
+        assert matplotlib.colors.to_hex(head.get_edgecolor()) == TASK_COLOURS[task].lower()
+        assert min(head.get_facecolor()[:3]) > 0.6  # a light tint of the task's colour: black text stays legible
+    assert boxes["head: topic"].get_facecolor() != boxes["head: sentiment"].get_facecolor()
+    assert ax.figure.get_size_inches()[0] * ax.figure.dpi <= 1000
