@@ -29,7 +29,7 @@ test: lint
 # Which layers to train (depth x epochs x seconds x accuracy) and what the December reviews buy: about 10 and
 # 5 minutes on a 2-core CPU; the README's recipe table and the data card quote them.
 studies: $(INSTALLED)
-	$(PY) benchmarks/recipes.py
+	$(PY) benchmarks/recipes.py --csv benchmarks/results/recipes.csv
 	$(PY) benchmarks/new_data.py
 
 lab: $(INSTALLED)

@@ -1,6 +1,6 @@
 """What the second batch of reviews buys, measured on the test sentences that existed before it.
 
-    python benchmarks/new_data.py [--depth 3] [--epochs 2]
+    python benchmarks/new_data.py [--depth 3] [--epochs 1]
 The same recipe (the top ``depth`` layers over a cache of the frozen bottom, as in benchmarks/recipes.py) trains
 twice from the same start: on the corpus's first 3,700 rows (before the reviews added in December 2026), and on
 the whole corpus. Both, and heads only fitted on each, are scored on the first 3,700 rows' test split: the same
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 import pandas as pd
-from common import ENCODER_LR, portion_accuracies
+from common import ENCODER_LR, HEAD_LR, portion_accuracies
 
 from helpers import load_corpus, pick_device
 from helpers.experiments import fresh_model, run_variant
@@ -27,14 +27,14 @@ FIRST_BATCH = 3700
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depth", type=int, default=3, choices=range(1, 7))
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = pick_device(args.device)
     corpus = load_corpus()
     old = corpus.iloc[:FIRST_BATCH]
     old_test = old[old["split"] == "test"]
-    config = TrainConfig(epochs=args.epochs, lr=ENCODER_LR[args.depth], head_lr=2e-3, seed=0, device=str(device),
+    config = TrainConfig(epochs=args.epochs, lr=ENCODER_LR[args.depth], head_lr=HEAD_LR, seed=0, device=str(device),
                          precision="fp32")
     strategy = f"bottom:{6 - args.depth}" if args.depth < 6 else "embeddings"
     rows, sentiment = {}, {}
