@@ -89,3 +89,12 @@ def test_the_diagram_keeps_the_tokenizer_out_of_the_encoder_colours_heads_by_tas
         assert min(head.get_facecolor()[:3]) > 0.6  # a light tint of the task's colour: black text stays legible
     assert boxes["head: topic"].get_facecolor() != boxes["head: sentiment"].get_facecolor()
     assert ax.figure.get_size_inches()[0] * ax.figure.dpi <= 1000
+
+
+def test_a_similarity_heatmap_can_use_a_fixed_diverging_scale_centred_on_zero():
+    similarity = np.array([[1.0, 0.34, -0.14], [0.34, 1.0, 0.07], [-0.14, 0.07, 1.0]])
+    ax = heatmap(similarity, list("abc"), list("abc"), "T", hide_diagonal=True, cmap="RdBu_r", vmin=-1, vmax=1)
+    image = ax.images[0]
+    assert (image.norm.vmin, image.norm.vmax) == (-1, 1)  # the stated scale wins over the data's range
+    assert image.norm(0.0) == 0.5  # zero sits in the middle of the palette
+    assert min(image.cmap(image.norm(0.0))[:3]) > 0.9  # and is drawn near white: a pale cell means a low score
