@@ -59,7 +59,8 @@ def test_each_row_gets_each_tasks_label_and_probability_beside_its_own_columns(s
     pd.testing.assert_frame_equal(written[["id", "text", "topic"]], rows)  # the input, as it was, in its order
     for task in TASKS:
         assert written[f"{task}_predicted"].tolist() == expected[task].tolist()
-        assert written[f"{task}_prob"].tolist() == pytest.approx(expected[f"{task}_prob"].tolist(), abs=1e-6)
+        # batches of 2 pad differently from one batch of 5, which moves float32 sums in the sixth decimal
+        assert written[f"{task}_prob"].tolist() == pytest.approx(expected[f"{task}_prob"].tolist(), abs=1e-4)
     assert "wrote " in capsys.readouterr().out
 
 
