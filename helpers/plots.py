@@ -213,8 +213,11 @@ def accuracy_curves(history: pd.DataFrame, tasks: Mapping[str, Sequence[str]],
 def embedding_maps(maps: dict[str, np.ndarray], labels: pd.DataFrame, tasks: Mapping[str, Sequence[str]],
                    title: str) -> np.ndarray:
     """A grid of 2-D scatter plots: one row per embedding space (``maps``: name -> (n, 2) points), one
-    column per task of ``tasks`` (rows of ``labels`` without that label are left out of that column)."""
-    fig, axes = plt.subplots(len(maps), len(tasks), figsize=(5.6 * len(tasks) + 1, 4.2 * len(maps)), squeeze=False)
+    column per task of ``tasks`` (rows of ``labels`` without that label are left out of that column). The panels
+    of a row share their axis ranges (one space, coloured two ways); rows need not (each space has its own PCA
+    scale). About 1,000 px wide for two tasks."""
+    fig, axes = plt.subplots(len(maps), len(tasks), figsize=(4.3 * len(tasks) + 1.2, 3.6 * len(maps)), squeeze=False,
+                             sharex="row", sharey="row")
     for row, (name, points) in enumerate(maps.items()):
         for column, (task, names) in enumerate(tasks.items()):
             ax = axes[row, column]
@@ -230,3 +233,12 @@ def embedding_maps(maps: dict[str, np.ndarray], labels: pd.DataFrame, tasks: Map
     fig.suptitle(title)
     fig.tight_layout()
     return axes
+
+
+# Models compared side by side: Tol's grey for the reference, then colours that are neither a task's nor a label's.
+MODEL_COLOURS = ("#BBBBBB", "#117733", "#DDCC77", "#88CCEE", "#999933")
+
+
+def model_colours(names: Sequence[str]) -> list[str]:
+    """One colour per model, in order (the first, usually the reference, grey): never a task's or a label's."""
+    return [MODEL_COLOURS[position % len(MODEL_COLOURS)] for position in range(len(names))]
