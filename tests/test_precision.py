@@ -7,6 +7,13 @@ from helpers.precision import autocast_dtype, cpu_has_native_bf16, grad_scaler
 CPU, CUDA, MPS = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
 
 
+@pytest.fixture(autouse=True)
+def no_precision_override(monkeypatch):
+    """What ``auto`` means on each machine, whatever the environment that runs the tests sets (a developer may
+    run the suite with HELPERS_PRECISION=fp32); the tests of the variable set it themselves."""
+    monkeypatch.delenv("HELPERS_PRECISION", raising=False)
+
+
 @pytest.fixture
 def cpu_bf16(monkeypatch):
     def set_native(native: bool) -> None:
