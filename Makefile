@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
-BENCHMARKS := $(filter-out benchmarks/common.py benchmarks/recipes.py benchmarks/new_data.py,$(sort $(wildcard benchmarks/*.py)))
+BENCHMARKS := $(filter-out benchmarks/common.py benchmarks/recipes.py benchmarks/new_data.py benchmarks/sharing.py,$(sort $(wildcard benchmarks/*.py)))
 
 .PHONY: setup run test lint lab bench studies clean mutants constraints
 
@@ -26,10 +26,12 @@ test: lint
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks/
 
-# Which layers to train (depth x epochs x seconds x accuracy) and what the December reviews buy: about 10 and
-# 5 minutes on a 2-core CPU; the README's recipe table and the data card quote them.
+# Which layers to train (depth x epochs x seconds x accuracy), what sharing the encoder costs sentiment, and what
+# the December reviews buy: about 10, 5 and 5 minutes on a 2-core CPU; the notebooks, the README and the data card
+# quote them.
 studies: $(INSTALLED)
 	$(PY) benchmarks/recipes.py --csv benchmarks/results/recipes.csv
+	$(PY) benchmarks/sharing.py --csv benchmarks/results/sharing.csv
 	$(PY) benchmarks/new_data.py
 
 lab: $(INSTALLED)

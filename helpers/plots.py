@@ -234,11 +234,3 @@ def embedding_maps(maps: dict[str, np.ndarray], labels: pd.DataFrame, tasks: Map
     fig.tight_layout()
     return axes
 
-
-# Models compared side by side: Tol's grey for the reference, then colours that are neither a task's nor a label's.
-MODEL_COLOURS = ("#BBBBBB", "#117733", "#DDCC77", "#88CCEE", "#999933")
-
-
-def model_colours(names: Sequence[str]) -> list[str]:
-    """One colour per model, in order (the first, usually the reference, grey): never a task's or a label's."""
-    return [MODEL_COLOURS[position % len(MODEL_COLOURS)] for position in range(len(names))]

@@ -1,4 +1,4 @@
-"""Notebook 04's figures: models get a palette of their own, and the embedding maps share ranges within a row."""
+"""Notebook 04's figures: models get colours of their own, and the embedding maps share ranges within a row."""
 
 import matplotlib
 
@@ -9,14 +9,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from helpers.data import TASKS  # noqa: E402
-from helpers.plots import LABEL_COLOURS, MODEL_COLOURS, TASK_COLOURS, embedding_maps, model_colours  # noqa: E402
+from helpers.plots import LABEL_COLOURS, TASK_COLOURS, colour, embedding_maps  # noqa: E402
 
 
-def test_models_never_take_a_task_or_label_colour():
+def test_names_that_are_neither_task_nor_label_never_take_their_colours():
     taken = {c.lower() for c in [*TASK_COLOURS.values(), *LABEL_COLOURS.values()]}
-    assert not taken & {c.lower() for c in MODEL_COLOURS}
-    assert model_colours(["a", "b", "c"]) == list(MODEL_COLOURS[:3])
-    assert len(model_colours(range(7))) == 7
+    models = [colour(name, position) for position, name in enumerate(["heads only", "multi-task", "single-task"])]
+    assert len(set(models)) == 3 and not taken & {c.lower() for c in models}
+    assert colour("topic", 1) == TASK_COLOURS["topic"] and colour("negative", 3) == LABEL_COLOURS["negative"]
 
 
 def test_embedding_maps_share_ranges_within_a_row_and_fit_a_thousand_pixels():
