@@ -18,6 +18,11 @@ ENCODER_LR = {1: 2e-4, 2: 2e-4, 3: 2e-4, 4: 1e-4, 5: 1e-4, 6: 1e-4}
 HEAD_LR = 5e-3
 
 
+def depth_strategy(depth: int) -> str:
+    """The freezing strategy that trains the top ``depth`` of MiniLM's 6 layers (all 6: only the embeddings frozen)."""
+    return f"bottom:{6 - depth}" if depth < 6 else "embeddings"
+
+
 def parse_args(description: str, **defaults) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--random-weights", action="store_true",

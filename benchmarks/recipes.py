@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-from common import ENCODER_LR, HEAD_LR, portion_accuracies
+from common import ENCODER_LR, HEAD_LR, depth_strategy, portion_accuracies
 
 from helpers import load_corpus, pick_device
 from helpers.experiments import fresh_model, measure, run_variant
@@ -50,7 +50,7 @@ def main() -> None:
     rows = {("heads only", "-"): {**portion_accuracies(heads_only, corpus), "seconds": cost["seconds"]}}
     for depth in args.depths:
         for epochs in args.epochs:
-            model = fresh_model(f"bottom:{6 - depth}" if depth < 6 else "embeddings", device=device)
+            model = fresh_model(depth_strategy(depth), device=device)
             config = TrainConfig(epochs=epochs, lr=ENCODER_LR[depth], head_lr=HEAD_LR, seed=0, device=str(device),
                                  precision="fp32")
             _, row = run_variant(model, corpus, config)

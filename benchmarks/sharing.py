@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-from common import ENCODER_LR, HEAD_LR, portion_accuracies
+from common import ENCODER_LR, HEAD_LR, depth_strategy, portion_accuracies
 
 from helpers import TASKS, load_corpus, pick_device
 from helpers.experiments import fresh_model, run_variant
@@ -37,12 +37,11 @@ def main() -> None:
     test = corpus[corpus["split"] == "test"]
     config = TrainConfig(epochs=args.epochs, lr=ENCODER_LR[args.depth], head_lr=HEAD_LR, seed=0, device=str(device),
                          precision="fp32")
-    strategy = f"bottom:{6 - args.depth}" if args.depth < 6 else "embeddings"
     runs = {"multi-task": (TASKS, corpus),
             "single-task sentiment": ({"sentiment": TASKS["sentiment"]}, corpus[corpus["sentiment"].notna()])}
     rows, right = {}, {}
     for name, (tasks, data) in runs.items():
-        model = fresh_model(strategy, tasks, device=device)
+        model = fresh_model(depth_strategy(args.depth), tasks, device=device)
         _, run = run_variant(model, data, config, description=name)
         rows[name] = {**portion_accuracies(model, corpus), "training sentences": int((data["split"] == "train").sum()),
                       "seconds": run["seconds"]}
