@@ -6,22 +6,24 @@ so the loss skips it.
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from .checks import check_batch_size
+from .checks import check_batch_size, check_choice
 
 TASKS: dict[str, list[str]] = {
     "topic": ["world", "sports", "business", "sci_tech"],  # the four AG News classes
     "sentiment": ["negative", "positive"],  # as in SST-2
 }
 SPLITS = ("train", "val", "test")
+BATCHING = ("length", "random", "portion")  # how make_loader cuts training batches
 IGNORE_INDEX = -100  # CrossEntropyLoss's default ignore_index
 CORPUS_PATH = Path(__file__).resolve().parents[1] / "data" / "sentences.csv"
 
@@ -189,18 +191,26 @@ class LengthGroupedBatches(Sampler[list[int]]):
     ``rank`` of ``world_size`` takes every ``world_size``-th row of it, wrapping around so every share is
     equally long: every process then takes the same number of steps, which DDP needs. The share is cut
     into chunks of ``batch_size * chunk_batches``, each chunk sorted by length and cut into batches, and
-    the batches are shuffled. Batches stay random; padding shrinks.
+    the batches are shuffled. Batches stay random; padding shrinks. ``chunk_batches=1`` gives plain random
+    batches. With ``groups`` (one key per row), a batch never mixes rows of two groups: each group is cut into
+    batches on its own, and all the batches are shuffled together, so a group's share of the steps is its share
+    of the rows.
     """
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 chunk_batches: int = 16) -> None:
+                 chunk_batches: int = 16, groups: Sequence[Hashable] | None = None) -> None:
         self.lengths, self.batch_size, self.seed = list(lengths), check_batch_size(batch_size), seed
+        if groups is not None and (len(groups) != len(self.lengths) or world_size > 1):
+            raise ValueError(f"groups needs one key per row ({len(self.lengths)}, got {len(groups)}) and one process "
+                             f"(got {world_size}): processes would hold different numbers of each group's batches")
+        self.groups = list(groups) if groups is not None else [0] * len(self.lengths)
         self.rank, self.world_size, self.epoch = rank, world_size, 0
         self.share = -(-len(self.lengths) // world_size)
         self.chunk = batch_size * chunk_batches
 
     def __len__(self) -> int:
-        return -(-self.share // self.batch_size)
+        sizes = collections.Counter(self.groups) if self.world_size == 1 else {0: self.share}
+        return sum(-(-size // self.batch_size) for size in sizes.values())
 
     def __iter__(self) -> Iterator[list[int]]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -208,27 +218,37 @@ class LengthGroupedBatches(Sampler[list[int]]):
         order = torch.randperm(len(self.lengths), generator=generator).tolist()
         mine = [order[i % len(order)] for i in range(self.rank, self.share * self.world_size, self.world_size)]
         batches = []
-        for start in range(0, len(mine), self.chunk):
-            chunk = sorted(mine[start:start + self.chunk], key=lambda i: self.lengths[i])
-            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        for key in dict.fromkeys(self.groups[i] for i in mine):
+            rows = [i for i in mine if self.groups[i] == key]
+            for start in range(0, len(rows), self.chunk):
+                chunk = sorted(rows[start:start + self.chunk], key=lambda i: self.lengths[i])
+                batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         for position in torch.randperm(len(batches), generator=generator).tolist():
             yield batches[position]
 
 
 def make_loader(frame: pd.DataFrame, tokenize: Callable[[list[str]], dict[str, torch.Tensor]],
                 tasks: Mapping[str, Sequence[str]] = TASKS, batch_size: int = 32, shuffle: bool = False,
-                seed: int = 0, rank: int = 0, world_size: int = 1) -> DataLoader:
+                seed: int = 0, rank: int = 0, world_size: int = 1, batching: str = "length") -> DataLoader:
     """A DataLoader over ``frame`` (over process ``rank``'s share of it, of ``world_size``).
 
-    With ``shuffle`` (training), batches are random but group sentences of similar length (see
-    ``LengthGroupedBatches``), seeded so runs repeat exactly. Without (evaluation), rows keep their order and
-    a process takes every ``world_size``-th row, without padding: each row counts once in summed metrics.
+    With ``shuffle`` (training), batches are random and seeded so runs repeat exactly; ``batching`` says how
+    they are made (see ``LengthGroupedBatches``): ``length`` groups sentences of similar length (little padding),
+    ``random`` does not, and ``portion`` (one process only) makes each batch of rows that carry the same tasks'
+    labels, as multi-dataset training takes one dataset per batch. Without ``shuffle`` (evaluation), rows keep
+    their order and a process takes every ``world_size``-th row, without padding: each row counts once in summed
+    metrics.
     """
     check_batch_size(batch_size)
+    check_choice("batching", batching, BATCHING)
     dataset = SentenceDataset(frame, tasks)
     if shuffle:
         lengths = [len(text) for text in dataset.texts]  # characters: a cheap, monotone proxy for tokens
-        sampler = LengthGroupedBatches(lengths, batch_size, seed, rank, world_size)
+        groups = None
+        if batching == "portion":  # a row's key: which tasks it carries a label for
+            groups = [tuple(ids[i] != IGNORE_INDEX for ids in dataset.labels.values()) for i in range(len(dataset))]
+        sampler = LengthGroupedBatches(lengths, batch_size, seed, rank, world_size,
+                                       chunk_batches=1 if batching == "random" else 16, groups=groups)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(tokenize))
     share = dataset if world_size == 1 else Subset(dataset, range(rank, len(dataset), world_size))
     return DataLoader(share, batch_size=batch_size, collate_fn=Collator(tokenize))
@@ -239,9 +259,10 @@ def by_length(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[frame["text"].str.len().argsort(kind="stable")]
 
 
-def split_loaders(corpus: pd.DataFrame, model: torch.nn.Module, batch_size: int = 32, seed: int = 0
-                  ) -> dict[str, DataLoader]:
-    """Train (shuffled, seeded), val and test loaders for ``model``'s tasks (``model.tokenize``, ``model.tasks``).
+def split_loaders(corpus: pd.DataFrame, model: torch.nn.Module, batch_size: int = 32, seed: int = 0,
+                  batching: str = "length") -> dict[str, DataLoader]:
+    """Train (shuffled, seeded, cut as ``batching`` says: see ``make_loader``), val and test loaders for ``model``'s
+    tasks (``model.tokenize``, ``model.tasks``).
 
     Validation and test rows are sorted by length, in batches of 64: metrics do not depend on the order,
     and batches of similar length waste little compute on padding.
@@ -251,5 +272,5 @@ def split_loaders(corpus: pd.DataFrame, model: torch.nn.Module, batch_size: int 
         return frame if split == "train" else by_length(frame)
 
     return {split: make_loader(rows(split), model.tokenize, model.tasks, batch_size=batch_size if split == "train"
-                               else 64, shuffle=split == "train", seed=seed)
+                               else 64, shuffle=split == "train", seed=seed, batching=batching)
             for split in ("train", "val", "test")}

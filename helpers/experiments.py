@@ -35,15 +35,17 @@ def measure() -> Iterator[dict]:
 
 def fresh_model(strategy: str = "none", tasks: dict[str, list[str]] = TASKS, device: str | torch.device | None = None,
                 cache: bool = True, share_cache_with: nn.Module | None = None, model_name: str = DEFAULT_MODEL,
-                seed: int = 0) -> MultiTaskSentenceTransformer:
-    """The pretrained encoder with fresh heads (the same heads for the same ``seed``), frozen by ``strategy``.
+                seed: int = 0, pooling: str = "mean", dropout: float = 0.1) -> MultiTaskSentenceTransformer:
+    """The pretrained encoder with fresh heads (the same heads for the same ``seed``), frozen by ``strategy``;
+    ``pooling`` and ``dropout`` (after pooling) as in ``MultiTaskSentenceTransformer``.
 
     With ``cache`` and a strategy that freezes the embeddings, the frozen bottom is cached (see
     ``helpers.caching``): in a cache of its own, or in ``share_cache_with``'s, a model built the same way whose
     cached bottom is no deeper than this one's frozen bottom (heads only can read a ``bottom:3`` cache).
     """
     set_seed(seed)
-    model = freeze(MultiTaskSentenceTransformer(tasks, model_name, device=device), strategy)
+    model = freeze(MultiTaskSentenceTransformer(tasks, model_name, pooling=pooling, dropout=dropout, device=device),
+                   strategy)
     if cache and frozen_bottom_depth(model) >= 0:
         shared = getattr(getattr(share_cache_with, "encoder", None), "bottom_cache", None)
         cache_frozen_bottom(model, share_with=share_cache_with, depth=None if shared is None else shared.n_layers)
@@ -51,14 +53,15 @@ def fresh_model(strategy: str = "none", tasks: dict[str, list[str]] = TASKS, dev
 
 
 def run_variant(model: nn.Module, corpus: pd.DataFrame, config: TrainConfig,
-                unfreezing: GradualUnfreezing | None = None, batch_size: int = 32, description: str = "training"
-                ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Train ``model`` on the train split (best validation checkpoint kept), score it on the test split.
+                unfreezing: GradualUnfreezing | None = None, batch_size: int = 32, description: str = "training",
+                batching: str = "length") -> tuple[pd.DataFrame, dict[str, float]]:
+    """Train ``model`` on the train split (batches cut as ``batching`` says, see ``helpers.data.make_loader``; best
+    validation checkpoint kept), score it on the test split.
 
     Returns the training history and one row: test metrics per task and ``cost_row`` (parameters counted
     at the end, so gradual unfreezing reports everything it unfroze).
     """
-    loaders = split_loaders(corpus, model, batch_size, seed=config.seed)
+    loaders = split_loaders(corpus, model, batch_size, seed=config.seed, batching=batching)
     with measure() as cost:
         history = train(model, loaders["train"], loaders["val"], config, unfreezing=unfreezing,
                         description=description)

@@ -148,3 +148,51 @@ def test_texts_to_label_keep_their_columns_and_may_repeat(tmp_path):
 def test_texts_to_label_are_checked(tmp_path, content, message):
     with pytest.raises(ValueError, match=message):
         load_texts(write(tmp_path, content))
+
+
+def portion_frame(n: int = 200) -> pd.DataFrame:
+    """Rows of three portions (both labels, sentiment only, topic only), lengths spread over each."""
+    kinds = [("world", "positive"), (pd.NA, "negative"), ("sports", pd.NA)]
+    return pd.DataFrame({"text": [f"row {i} " + "word " * ((i * 7) % 23) for i in range(n)],
+                         "topic": [kinds[i % 3][0] for i in range(n)],
+                         "sentiment": [kinds[i % 3][1] for i in range(n)]})
+
+
+def batch_rows(loader) -> list[list[int]]:
+    return [list(batch) for batch in loader.batch_sampler]
+
+
+def test_portion_batches_never_mix_portions_and_cover_every_row_once():
+    frame = portion_frame()
+    loader = make_loader(frame, str.split, shuffle=True, batching="portion", batch_size=16)
+    batches = batch_rows(loader)
+    portions = label_portions(frame).tolist()
+    assert all(len({portions[i] for i in batch}) == 1 for batch in batches)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(frame)))
+    per_portion = pd.Series(portions).value_counts()
+    assert len(batches) == len(loader) == sum(-(-n // 16) for n in per_portion)
+    first = [portions[batch[0]] for batch in batches]
+    assert len(set(first[:6])) > 1  # the portions' batches are shuffled together, not one portion after another
+
+
+def test_length_batches_mix_portions_and_random_batches_do_not_sort_by_length():
+    frame = portion_frame()
+    portions = label_portions(frame).tolist()
+    mixed = batch_rows(make_loader(frame, str.split, shuffle=True, batch_size=16))
+    assert any(len({portions[i] for i in batch}) > 1 for batch in mixed)
+    lengths = frame["text"].str.len().tolist()
+
+    def spread(batches: list[list[int]]) -> float:
+        return sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+
+    random = batch_rows(make_loader(frame, str.split, shuffle=True, batch_size=16, batching="random"))
+    assert sorted(i for batch in random for i in batch) == list(range(len(frame)))
+    assert spread(random) > 3 * spread(mixed)  # random batches span long and short sentences alike
+
+
+def test_batching_is_checked_by_name_and_portion_batches_need_one_process():
+    frame = portion_frame(30)
+    with pytest.raises(ValueError, match=r"batching must be one of \['length', 'random', 'portion'\], got 'task'"):
+        make_loader(frame, str.split, shuffle=True, batching="task")
+    with pytest.raises(ValueError, match="one process"):
+        make_loader(frame, str.split, shuffle=True, batching="portion", world_size=2)
