@@ -26,6 +26,7 @@ SPLITS = ("train", "val", "test")
 BATCHING = ("length", "random", "portion")  # how make_loader cuts training batches
 IGNORE_INDEX = -100  # CrossEntropyLoss's default ignore_index
 CORPUS_PATH = Path(__file__).resolve().parents[1] / "data" / "sentences.csv"
+HARD_CASES_PATH = CORPUS_PATH.with_name("hard_cases.csv")  # reviews in hard patterns, kept out of training
 
 
 def _problem(path: Path, line: int, column: str, value: object, allowed: str) -> ValueError:
@@ -97,6 +98,7 @@ def load_corpus(path: str | Path = CORPUS_PATH, tasks: Mapping[str, Sequence[str
     Errors name the file, the line, the column and the value, and say what is allowed. Empty task
     cells are kept as missing labels (``<NA>``). With ``require_split=False`` a file may lack the split
     column (the caller splits its rows, as ``python -m helpers train`` does); one that is there is checked.
+    Any other column (the project's corpus has ``style``) comes after those, as text, an empty cell as ``<NA>``.
     """
     return check_corpus(path, read_table(path), tasks, require_split)
 
@@ -115,7 +117,9 @@ def check_corpus(path: str | Path, table: pd.DataFrame, tasks: Mapping[str, Sequ
             line = bad.idxmax()
             hint = f"allowed: {allowed}" + (" or empty for a missing label" if empty_ok else "")
             raise _problem(path, line, column, table.at[line, column], hint)
-    return table[required].replace({task: {"": pd.NA} for task in tasks}).reset_index(drop=True)
+    others = [column for column in table.columns if column not in required]
+    return (table[required + others].replace({column: {"": pd.NA} for column in [*tasks, *others]})
+            .reset_index(drop=True))
 
 
 def load_texts(path: str | Path) -> pd.DataFrame:

@@ -58,3 +58,11 @@ def corpus():
 def corpus_embeddings(minilm, corpus):
     """Unit-length MiniLM embeddings of every corpus sentence, in file order."""
     return minilm.encode(corpus["text"].tolist(), batch_size=64, normalize_embeddings=True)
+
+
+@pytest.fixture(scope="session")
+def hard_cases():
+    from helpers import load_corpus
+    from helpers.data import HARD_CASES_PATH
+
+    return load_corpus(HARD_CASES_PATH)

@@ -1,12 +1,13 @@
-"""The committed corpus: schema, balance, splits, variety, no leakage, hard enough to measure."""
+"""The committed corpus and its hard cases: schema, balance, splits, variety, style, no leakage, hard enough."""
 
 import re
 
 import numpy as np
+import pandas as pd
 import torch
 
 from helpers import SPLITS, TASKS, SentenceDataset, label_portions
-from helpers.data import CORPUS_PATH
+from helpers.data import CORPUS_PATH, HARD_CASES_PATH
 from helpers.probe import fit_linear_probe
 
 
@@ -15,7 +16,37 @@ def normalized(text: str) -> str:
 
 
 def test_schema():
-    assert CORPUS_PATH.read_text(encoding="utf-8").splitlines()[0] == "text,topic,sentiment,split"
+    for path in (CORPUS_PATH, HARD_CASES_PATH):
+        assert path.read_text(encoding="utf-8").splitlines()[0] == "text,topic,sentiment,split,style"
+
+
+def test_every_sentiment_row_has_a_style_and_the_hard_cases_are_hard_reviews(corpus, hard_cases):
+    assert corpus["style"].notna().equals(corpus["sentiment"].notna())
+    assert set(corpus["style"].dropna()) == {"plain", "hard"}
+    assert (hard_cases["style"] == "hard").all() and hard_cases["sentiment"].notna().all()
+    assert hard_cases["topic"].isna().all() and hard_cases["sentiment"].value_counts().nunique() == 1
+
+
+def test_hard_patterns_are_a_minority_of_the_reviews_in_every_split(corpus):
+    """Reviews in hard patterns (negated sentiment words, sarcasm, litotes...) stay near their rate in real text."""
+    reviews = corpus[label_portions(corpus) == "sentiment only"]
+    share = reviews.groupby("split")["style"].apply(lambda style: (style == "hard").mean())
+    assert share.between(0.1, 0.17).all(), share.to_dict()  # measured 0.15 in each split
+
+
+def test_plain_sentiment_words_keep_their_usual_polarity(corpus):
+    rows = corpus[corpus["sentiment"].notna()]
+    for word, usual in {"great": "positive", "love": "positive", "best": "positive", "excellent": "positive",
+                        "bad": "negative", "worst": "negative", "boring": "negative", "awful": "negative"}.items():
+        hit = rows["text"].str.contains(rf"\b{word}\b", case=False)
+        assert hit.sum() >= 25 and (rows.loc[hit, "sentiment"] == usual).mean() > 0.6, word
+
+
+def test_surface_cues_do_not_give_the_label_away(corpus):
+    reviews = corpus[label_portions(corpus) == "sentiment only"]
+    for cue in (r"!$", r"\?", r"'\w+'", r"can't say|won't pretend", r"^I\b"):
+        hit = reviews["text"].str.contains(cue)
+        assert hit.sum() >= 20 and 0.3 < (reviews.loc[hit, "sentiment"] == "positive").mean() < 0.7, cue
 
 
 def test_every_topic_sentiment_cell_has_at_least_200_sentences(corpus):
@@ -49,8 +80,8 @@ def test_sentence_lengths(corpus):
     assert words[~aligned].min() >= 3 and words[~aligned].max() <= 60
 
 
-def test_no_text_in_two_splits_even_after_normalising(corpus):
-    keys = corpus["text"].map(normalized)
+def test_no_text_in_two_splits_even_after_normalising(corpus, hard_cases):
+    keys = pd.concat([corpus["text"], hard_cases["text"]]).map(normalized)
     assert not keys.duplicated().any()
 
 
@@ -70,10 +101,12 @@ def test_no_near_duplicates(corpus_embeddings):
     assert similarity.max() < 0.95
 
 
-def test_no_validation_or_test_sentence_is_a_near_copy_of_a_training_sentence(corpus, corpus_embeddings):
-    """A held-out sentence within cosine 0.9 of a training sentence would be scored on what was memorised."""
+def test_no_held_out_sentence_is_a_near_copy_of_a_training_sentence(minilm, corpus, corpus_embeddings, hard_cases):
+    """A held-out sentence (validation, test, hard case) within cosine 0.9 of a training sentence would be scored
+    on what was memorised."""
     train = (corpus["split"] == "train").to_numpy()
-    held_out = corpus_embeddings[~train] @ corpus_embeddings[train].T
+    hard = minilm.encode(hard_cases["text"].tolist(), batch_size=64, normalize_embeddings=True)
+    held_out = np.concatenate([corpus_embeddings[~train], hard]) @ corpus_embeddings[train].T
     assert held_out.max() < 0.9
 
 
