@@ -10,17 +10,32 @@ import pandas as pd
 from helpers import SentenceTransformer, pick_device, quiet_transformers, set_seed
 from helpers.backbone import bundled_model_path
 from helpers.metrics import scores_by_portion
+from helpers.paired import paired_comparison
+from helpers.training import TrainConfig
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "sentences.csv"
-# The recipe per number of layers trained: deeper fine-tuning, smaller encoder steps; fresh heads take large ones
-# (at 2e-3 they are still underfitted after one epoch, which hides what the encoder learned).
-ENCODER_LR = {1: 2e-4, 2: 2e-4, 3: 2e-4, 4: 1e-4, 5: 1e-4, 6: 1e-4}
+# The studies' name for each way of fine-tuning MiniLM, and the freezing strategy behind it (notebook 03's naming
+# table): "top k" trains the top k of the 6 layers and the heads over a frozen bottom; "full" trains everything,
+# the embeddings included. Heads only (the `backbone` strategy) is fitted by L-BFGS instead (helpers.probe).
+STRATEGIES = {"top 1": "bottom:5", "top 2": "bottom:4", "top 3": "bottom:3", "top 6": "embeddings", "full": "none"}
+# Deeper fine-tuning takes smaller encoder steps; fresh heads take large ones (at 2e-3 they are still underfitted
+# after one epoch, which hides what the encoder learned).
+ENCODER_LR = {"top 1": 2e-4, "top 2": 2e-4, "top 3": 2e-4, "top 6": 1e-4, "full": 1e-4}
 HEAD_LR = 5e-3
+CPU_RECIPE = "top 3"  # one epoch of it: notebook 04's recipe
 
 
-def depth_strategy(depth: int) -> str:
-    """The freezing strategy that trains the top ``depth`` of MiniLM's 6 layers (all 6: only the embeddings frozen)."""
-    return f"bottom:{6 - depth}" if depth < 6 else "embeddings"
+def recipe_config(recipe: str, epochs: int, device, seed: int = 0) -> TrainConfig:
+    """The studies' settings for ``recipe``: its encoder rate, HEAD_LR, batch 32 (run_variant's), float32."""
+    return TrainConfig(epochs=epochs, lr=ENCODER_LR[recipe], head_lr=HEAD_LR, seed=seed, device=str(device),
+                       precision="fp32")
+
+
+def gain_columns(correct_a, correct_b) -> dict[str, float]:
+    """A minus B on the same sentences (one bool per sentence each): the difference, its paired 95% interval, p."""
+    gain = paired_comparison(correct_a, correct_b)
+    return {"gain": gain["difference"], "gain 95% low": gain["95% low"], "gain 95% high": gain["95% high"],
+            "McNemar p": gain["McNemar p"]}
 
 
 def parse_args(description: str, **defaults) -> argparse.Namespace:
@@ -57,9 +72,10 @@ def reference_model(ours: SentenceTransformer):
 
 
 def portion_accuracies(model, corpus: pd.DataFrame) -> dict[str, float]:
-    """Test accuracy per (task, portion), and sentiment pooled over its portions."""
+    """Test accuracy per (task, portion), and each task pooled over its portions."""
     table = scores_by_portion(model, corpus)
     row = {f"{task}, {portion}": value for (task, portion), value in table["accuracy"].items()}
-    sentiment = table.loc["sentiment"]
-    row["sentiment, pooled"] = (sentiment["accuracy"] * sentiment["sentences"]).sum() / sentiment["sentences"].sum()
+    for task in table.index.unique("task"):
+        part = table.loc[task]
+        row[f"{task}, pooled"] = (part["accuracy"] * part["sentences"]).sum() / part["sentences"].sum()
     return {name: row[name] for name in sorted(row, key=lambda name: (name.split(",")[0] != "sentiment", name))}
