@@ -17,11 +17,15 @@ $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# Then the outputs of the cells tagged `answer` (an exercise's answer: hidden until a reader runs it, also on
+# GitHub and nbviewer) and `widget` (a text box, which a saved page can only show as its repr) are cleared; their
+# execution counts stay (scripts/clear_tagged_outputs.py).
 run: $(INSTALLED)
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 --Exporter.preprocessors=nbconvert.preprocessors.CoalesceStreamsPreprocessor $(NOTEBOOKS)
+	$(PY) scripts/clear_tagged_outputs.py $(NOTEBOOKS)
 
 lint: $(INSTALLED)
-	$(PY) -m ruff check helpers tests benchmarks notebooks
+	$(PY) -m ruff check helpers tests benchmarks notebooks scripts
 
 test: lint
 	$(PY) -m pytest tests
