@@ -15,6 +15,7 @@ import sys
 import textwrap
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 from IPython.display import Markdown
 from pygments import highlight
@@ -75,7 +76,7 @@ def markdown_table(frame: pd.DataFrame, formats: Mapping[str, str] | None = None
     def cell(column: str, value: object) -> str:
         if column in formats:
             text = formats[column].format(value)
-        elif isinstance(value, float):
+        elif isinstance(value, float | np.floating):
             text = float_format.format(value)
         else:
             text = str(value)

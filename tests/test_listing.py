@@ -9,6 +9,7 @@ import inspect
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 from IPython.core.formatters import DisplayFormatter
@@ -87,7 +88,7 @@ def test_a_listing_is_styled_html_with_markdown_and_plain_text_beside_it():
 
 
 def test_a_prose_table_is_markdown_with_every_column_left_aligned_and_pipes_escaped():
-    frame = pd.DataFrame({"query": ["cats | dogs", "a\nb"], "cosine": [0.123456, 0.5], "n": [3, 4]},
+    frame = pd.DataFrame({"query": ["cats | dogs", "a\nb"], "cosine": np.float32([0.123456, 0.5]), "n": [3, 4]},
                          index=pd.Index(["x", "y"], name="pair"))
     assert markdown_table(frame).data.splitlines() == [
         "| pair | query | cosine | n |",
