@@ -73,10 +73,10 @@ def measure(path: Path, one_core: bool) -> Run:
     with client.setup_kernel(**launch):
         pid = client.km.provisioner.pid
         start_peak = peak_of(pid)
-        code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-        for number, cell in enumerate(code, start=1):
+        code = [(index, cell) for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+        for number, (index, cell) in enumerate(code, start=1):
             before, clock = peak_of(pid), time.perf_counter()
-            client.execute_cell(cell, notebook.cells.index(cell), execution_count=number)
+            client.execute_cell(cell, index, execution_count=number)
             first_line = next((line for line in cell.source.splitlines() if line.strip()), "")
             cells.append(Cell(path.name, number, first_line, time.perf_counter() - clock, before, peak_of(pid)))
         seconds = time.perf_counter() - started
