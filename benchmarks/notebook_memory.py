@@ -77,7 +77,7 @@ def measure(path: Path, one_core: bool) -> Run:
         for number, (index, cell) in enumerate(code, start=1):
             before, clock = peak_of(pid), time.perf_counter()
             client.execute_cell(cell, index, execution_count=number)
-            first_line = next((line for line in cell.source.splitlines() if line.strip()), "")
+            first_line = next((line for line in cell.source.splitlines() if line.strip() and "NBVAL_" not in line), "")
             cells.append(Cell(path.name, number, first_line, time.perf_counter() - clock, before, peak_of(pid)))
         seconds = time.perf_counter() - started
         probe = nbformat.v4.new_code_cell(THREADS_PROBE)  # run after the notebook, in its kernel; never saved
