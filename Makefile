@@ -3,9 +3,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
-BENCHMARKS := $(filter-out benchmarks/common.py benchmarks/recipes.py benchmarks/new_data.py benchmarks/sharing.py,$(sort $(wildcard benchmarks/*.py)))
+BENCHMARKS := $(filter-out benchmarks/common.py benchmarks/recipes.py benchmarks/new_data.py benchmarks/sharing.py \
+	benchmarks/notebook_memory.py,$(sort $(wildcard benchmarks/*.py)))
 
-.PHONY: setup run test lint lab bench studies clean mutants constraints
+.PHONY: setup run test lint lab bench studies clean mutants constraints memory
 
 # The developer's set: requirements-dev.txt is requirements.txt (the reader's set) plus the development tools.
 setup: $(INSTALLED)
@@ -16,15 +17,26 @@ $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# Then the outputs of the cells tagged `answer` (an exercise's answer: hidden until a reader runs it, also on
+# GitHub and nbviewer) and `widget` (a text box, which a saved page can only show as its repr) are cleared; their
+# execution counts stay (scripts/clear_tagged_outputs.py).
 run: $(INSTALLED)
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 --Exporter.preprocessors=nbconvert.preprocessors.CoalesceStreamsPreprocessor $(NOTEBOOKS)
+	$(PY) scripts/clear_tagged_outputs.py $(NOTEBOOKS)
 
 lint: $(INSTALLED)
-	$(PY) -m ruff check helpers tests benchmarks notebooks
+	$(PY) -m ruff check helpers tests benchmarks notebooks scripts
 
 test: lint
 	$(PY) -m pytest tests
 	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg notebooks/
+
+# Each notebook's peak memory and time, with the cells that raise the peak most, in float32 (about 10 minutes on
+# two cores). `make test` fails a notebook above the limit (notebooks/conftest.py); this finds the cells to fix.
+# MEMORY_OPTIONS='--one-core' runs each kernel on one CPU, as on Binder; '--csv FILE' keeps every cell's figures.
+MEMORY_OPTIONS ?=
+memory: $(INSTALLED)
+	HELPERS_PRECISION=fp32 $(PY) benchmarks/notebook_memory.py $(MEMORY_OPTIONS)
 
 # Which layers to train (depth x epochs x seconds x accuracy), what sharing the encoder costs sentiment, and what
 # the December reviews buy: about 10, 5 and 5 minutes on a 2-core CPU; the notebooks, the README and the data card
