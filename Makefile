@@ -6,7 +6,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 BENCHMARKS := $(filter-out benchmarks/common.py benchmarks/recipes.py benchmarks/new_data.py benchmarks/sharing.py \
 	benchmarks/notebook_memory.py,$(sort $(wildcard benchmarks/*.py)))
 
-.PHONY: setup run test lint lab bench studies clean mutants constraints memory
+.PHONY: setup run test lint lab bench studies clean mutants constraints memory binder-check
 
 # The developer's set: requirements-dev.txt is requirements.txt (the reader's set) plus the development tools.
 setup: $(INSTALLED)
@@ -17,9 +17,9 @@ $(INSTALLED): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# Then the outputs of the cells tagged `answer` (an exercise's answer: hidden until a reader runs it, also on
-# GitHub and nbviewer) and `widget` (a text box, which a saved page can only show as its repr) are cleared; their
-# execution counts stay (scripts/clear_tagged_outputs.py).
+# Every notebook executed in place; then the outputs of the cells tagged `answer` (an exercise's answer: hidden
+# until a reader runs it, also on GitHub and nbviewer) and `widget` (a text box, which a saved page can only show
+# as its repr) are cleared, their execution counts kept (scripts/clear_tagged_outputs.py).
 run: $(INSTALLED)
 	$(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1200 --Exporter.preprocessors=nbconvert.preprocessors.CoalesceStreamsPreprocessor $(NOTEBOOKS)
 	$(PY) scripts/clear_tagged_outputs.py $(NOTEBOOKS)
@@ -37,6 +37,20 @@ test: lint
 MEMORY_OPTIONS ?=
 memory: $(INSTALLED)
 	HELPERS_PRECISION=fp32 $(PY) benchmarks/notebook_memory.py $(MEMORY_OPTIONS)
+
+# Binder's install, as far as a machine without Docker can follow it: a fresh Python 3.11 venv (.binder/runtime.txt)
+# and the one pip command of the Dockerfile repo2docker renders (tests/test_binder.py checks that command), then
+# nbval of every notebook in float32, with the memory check. Binder's image also holds repo2docker's own Jupyter
+# server stack, which the kernel does not load. Where the PyTorch index cannot be reached (pip then finds the CPU
+# torch in a local wheel folder of its configuration, or fails), PIP_RETRIES=0 saves pip half a minute of retries
+# per package.
+BINDER_VENV := build/binder-venv
+binder-check:
+	rm -rf $(BINDER_VENV)
+	python3.11 -m venv $(BINDER_VENV)
+	$(BINDER_VENV)/bin/python -m pip install --no-cache-dir -r .binder/requirements.txt
+	HELPERS_PRECISION=fp32 $(BINDER_VENV)/bin/python -m pytest --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with notebooks/sanitize.cfg notebooks/
 
 # Which layers to train (depth x epochs x seconds x accuracy), what sharing the encoder costs sentiment, and what
 # the December reviews buy: about 10, 5 and 5 minutes on a 2-core CPU; the notebooks, the README and the data card
