@@ -16,16 +16,18 @@ from .data import IGNORE_INDEX
 
 def labelled(logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]
              ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per task, (logits, targets) of the rows that carry that task's label; tasks with none are left out.
+    """Per task, (logits, targets) of the rows that carry that task's label; tasks with
+    none are left out.
 
-    The one place where ``IGNORE_INDEX`` is honoured. The rows are picked where the labels are (the CPU,
-    straight from the collator), so a GPU never waits for the mask.
+    The one place where ``IGNORE_INDEX`` is honoured. The rows are picked where the labels
+    are (the CPU, straight from the collator), so a GPU never waits for the mask.
     """
     kept = {}
     for task, values in logits.items():
         rows = (labels[task] != IGNORE_INDEX).nonzero().squeeze(1)
         if len(rows):
-            kept[task] = (values.index_select(0, rows.to(values.device)), labels[task][rows].to(values.device))
+            target = labels[task][rows].to(values.device)
+            kept[task] = (values.index_select(0, rows.to(values.device)), target)
     return kept
 
 
@@ -35,14 +37,16 @@ def label_counts(labels: Mapping[str, torch.Tensor]) -> dict[str, int]:
 
 
 def task_losses(logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor],
-                counts: Mapping[str, int] | None = None, scale: float = 1.0) -> dict[str, torch.Tensor]:
-    """Per task, the summed cross-entropy of its labelled rows divided by ``counts[task]`` (default: this
-    batch's labelled rows, i.e. the mean), times ``scale``.
+                counts: Mapping[str, int] | None = None, scale: float = 1.0
+                ) -> dict[str, torch.Tensor]:
+    """Per task, the summed cross-entropy of its labelled rows divided by ``counts[task]``
+    (default: this batch's labelled rows, i.e. the mean), times ``scale``.
 
-    A task with no label anywhere (count 0) is left out: cross-entropy over no rows is NaN. A task with a
-    count but no label in this batch gets a zero loss. Data-parallel training passes the count over all
-    processes and ``scale`` = the number of processes: DDP then averages gradients into exactly the
-    gradient of the mean over every labelled row, whichever process holds it.
+    A task with no label anywhere (count 0) is left out: cross-entropy over no rows is NaN.
+    A task with a count but no label in this batch gets a zero loss. Data-parallel training
+    passes the count over all processes and ``scale`` = the number of processes: DDP then
+    averages gradients into exactly the gradient of the mean over every labelled row,
+    whichever process holds it.
     """
     counts = label_counts(labels) if counts is None else counts
     kept = labelled(logits, labels)
@@ -52,7 +56,7 @@ def task_losses(logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.T
             if task in kept:
                 values, target = kept[task]
                 total = F.cross_entropy(values.float(), target, reduction="sum")
-            else:
-                total = logits[task].float().sum() * 0.0  # on the graph, so every head joins DDP's all-reduce
+            else:  # on the graph, so that every head joins DDP's all-reduce
+                total = logits[task].float().sum() * 0.0
             losses[task] = total * (scale / count)
     return losses
