@@ -8,13 +8,24 @@ about what the trainable layers cost. The frozen layers run as in inference (no 
 under a caller's autocast) when they fill the cache, so a cached run differs slightly from an uncached one,
 whose frozen layers still drop out.
 
-The cache is never stale: it is emptied when the frozen weights change (``load_state_dict``, an in-place edit),
-and it refuses to serve a bottom that trains again.
+What is guaranteed: the cache refuses to serve a bottom that trains again, and it is emptied (and refilled as
+sentences pass) when a frozen weight is written in any of these ways: through the parameter itself
+(``load_state_dict``, ``p.add_(...)`` or ``p.copy_(...)`` under ``no_grad``, an optimizer: each bumps the tensor's
+version counter), by giving it other storage (``p.data = t``, ``vector_to_parameters``, moving the model to
+another device), or through ``.data`` or any other tensor sharing its storage (``p.data.mul_(...)``), which
+bumps no counter: that last kind is caught by comparing a fixed sample of each frozen tensor's values (all of
+a tensor of up to ``SAMPLE`` values, ``SAMPLE`` positions of a larger one) at every step. What is not: such an
+untracked write that changes only a few values of a large tensor (one row of the word embeddings, say) can miss
+the sample; after one, drop the cache (``model.encoder.bottom_cache = None``) and cache again. A write that
+changes a share f of a tensor's values goes unseen with probability (1 - f) ** SAMPLE: below 1e-4 from f = 1%.
+The check costs about 0.5 ms a batch for MiniLM's 17 M frozen parameters (``bottom:3``) on a 2-core CPU, where
+one pass over all their values costs 9 ms or more.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -113,11 +124,26 @@ class BottomCache:
             self.trusted = {key}
 
 
+SAMPLE = 1024  # values of each frozen tensor compared at every step (see the module docstring)
+
+
 def _weights_key(parameters: list[nn.Parameter]) -> tuple:
-    """Which tensors, at which version: every in-place write to a tensor (``load_state_dict`` copies into the
-    parameters, as do ``optimizer.step`` and ``p.add_(...)`` under ``no_grad``) bumps its version counter, the one
-    autograd uses to catch in-place edits. Comparing keys costs microseconds, not a pass over the weights."""
-    return tuple((id(p), p._version) for p in parameters)
+    """Which tensors, in which storage, at which version, holding which sampled values (see the module docstring).
+
+    Every in-place write through a parameter bumps its version counter (the one autograd uses to catch in-place
+    edits); new storage moves its data pointer; writes through ``.data`` change neither, so a fixed sample of
+    the values is part of the key. Computing a key costs about 0.5 ms for MiniLM, not a pass over the weights."""
+    identity = tuple((id(p), p.data_ptr(), p._version) for p in parameters)
+    sample = torch.cat([p.detach().reshape(-1)[_positions(p.numel(), p.device)] for p in parameters])
+    return identity, sample.cpu().numpy().tobytes()
+
+
+@functools.cache
+def _positions(numel: int, device: torch.device) -> torch.Tensor:
+    """The positions sampled in a tensor of ``numel`` values: all of them, or ``SAMPLE`` fixed random ones."""
+    if numel <= SAMPLE:
+        return torch.arange(numel, device=device)
+    return torch.randint(numel, (SAMPLE,), generator=torch.Generator().manual_seed(numel)).to(device)
 
 
 def _check_right_padding(attention_mask: torch.Tensor) -> None:
