@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from .checks import check_batch_size
+from .checks import check_batch_size, check_bool
 
 TASKS: dict[str, list[str]] = {
     "topic": ["world", "sports", "business", "sci_tech"],  # the four AG News classes
@@ -226,7 +226,7 @@ def make_loader(frame: pd.DataFrame, tokenize: Callable[[list[str]], dict[str, t
     """
     check_batch_size(batch_size)
     dataset = SentenceDataset(frame, tasks)
-    if shuffle:
+    if check_bool("shuffle", shuffle):
         lengths = [len(text) for text in dataset.texts]  # characters: a cheap, monotone proxy for tokens
         sampler = LengthGroupedBatches(lengths, batch_size, seed, rank, world_size)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=Collator(tokenize))

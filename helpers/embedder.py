@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import DEFAULT_MODEL, load_backbone, position_limit, resolve_model_path
-from .checks import as_text_list, check_batch_size, check_positive_int
+from .checks import as_text_list, check_batch_size, check_bool, check_positive_int
 from .devices import HasDevice, inference, pick_device
 from .pooling import check_pooling, pool
 from .progress import progress_bar
@@ -40,6 +40,7 @@ class SentenceTransformer(HasDevice, nn.Module):
             pooling = declared_pooling(resolve_model_path(model_name)) or "mean"
         self.pooling = check_pooling(pooling)
         check_positive_int("max_seq_length", max_seq_length, none_means="the model's own limit")
+        check_bool("random_weights", random_weights)
         self.model_name = str(model_name)
         self.backbone, self.tokenizer, default_length = load_backbone(model_name, random_weights)
         limit = position_limit(self.tokenizer, self.backbone.config)
@@ -98,6 +99,15 @@ class SentenceTransformer(HasDevice, nn.Module):
                 attention_mask[row, :len(ids[i])] = 1
             yield positions, input_ids, attention_mask
 
+    def in_input_order(self, texts: list[str], batch_size: int, forward: Callable[..., torch.Tensor], width: int,
+                       show_progress_bar: bool = False) -> torch.Tensor:
+        """``forward(input_ids, attention_mask) -> (batch, width)`` over the length-sorted batches of ``texts``,
+        its rows put back in input order: ``(len(texts), width)``, float32, on the CPU."""
+        rows = torch.zeros((len(texts), width), dtype=torch.float32)
+        for positions, input_ids, attention_mask in self.length_sorted_batches(texts, batch_size, show_progress_bar):
+            rows[positions] = forward(input_ids, attention_mask).float().cpu()
+        return rows
+
     def encode(self, sentences: str | list[str], batch_size: int = 32, normalize_embeddings: bool = False,
                convert_to_tensor: bool = False, show_progress_bar: bool | None = None,
                device: str | torch.device | None = None, precision: str = "auto") -> np.ndarray | torch.Tensor:
@@ -112,16 +122,14 @@ class SentenceTransformer(HasDevice, nn.Module):
         """
         texts, single = as_text_list(sentences)
         check_batch_size(batch_size)
-        if show_progress_bar is None:
+        check_bool("normalize_embeddings", normalize_embeddings)
+        check_bool("convert_to_tensor", convert_to_tensor)
+        if check_bool("show_progress_bar", show_progress_bar, none_means="a bar for long inputs") is None:
             show_progress_bar = len(texts) >= 50 * batch_size
-        embeddings = torch.zeros((len(texts), self.embedding_dim), dtype=torch.float32)
         with inference(self, device, precision) as forward:
-            for positions, input_ids, attention_mask in self.length_sorted_batches(texts, batch_size,
-                                                                                   show_progress_bar):
-                vectors = forward(input_ids, attention_mask)
-                if normalize_embeddings:
-                    vectors = F.normalize(vectors, p=2, dim=1)
-                embeddings[positions] = vectors.float().cpu()
+            embeddings = self.in_input_order(texts, batch_size, forward, self.embedding_dim, show_progress_bar)
+        if normalize_embeddings:
+            embeddings = F.normalize(embeddings, p=2, dim=1)
         if single:
             embeddings = embeddings[0]
         return embeddings if convert_to_tensor else embeddings.numpy()

@@ -14,6 +14,7 @@ from torch import nn
 
 from .backbone import DEFAULT_MODEL
 from .caching import cache_frozen_bottom, frozen_bottom_depth
+from .checks import check_bool
 from .data import TASKS, split_loaders
 from .freezing import GradualUnfreezing, freeze
 from .metrics import evaluate, scores
@@ -42,6 +43,7 @@ def fresh_model(strategy: str = "none", tasks: dict[str, list[str]] = TASKS, dev
     ``helpers.caching``): in a cache of its own, or in ``share_cache_with``'s, a model built the same way whose
     cached bottom is no deeper than this one's frozen bottom (heads only can read a ``bottom:3`` cache).
     """
+    check_bool("cache", cache)
     set_seed(seed)
     model = freeze(MultiTaskSentenceTransformer(tasks, model_name, device=device), strategy)
     if cache and frozen_bottom_depth(model) >= 0:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .backbone import DEFAULT_MODEL
 from .card import model_card
-from .checks import as_text_list, check_batch_size, check_positive_int
+from .checks import as_text_list, check_batch_size, check_bool, check_positive_int
 from .devices import HasDevice, inference, pick_device
 from .embedder import SentenceTransformer
 from .saving import check_target, save_folder, write_json
@@ -121,13 +121,15 @@ class MultiTaskSentenceTransformer(HasDevice, nn.Module):
         """
         texts, _ = as_text_list(sentences)
         check_batch_size(batch_size)
-        probabilities = {task: torch.zeros(len(texts), len(labels)) for task, labels in self.tasks.items()}
+        check_bool("show_progress_bar", show_progress_bar)
+        widths = [len(labels) for labels in self.tasks.values()]
         with inference(self, precision=precision) as forward:
-            for positions, input_ids, attention_mask in self.encoder.length_sorted_batches(texts, batch_size,
-                                                                                           show_progress_bar):
+            def softmaxes(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
                 logits = forward(input_ids, attention_mask)
-                for task, values in logits.items():
-                    probabilities[task][positions] = values.float().softmax(dim=-1).cpu()
+                return torch.cat([logits[task].float().softmax(dim=-1) for task in self.tasks], dim=1)
+
+            rows = self.encoder.in_input_order(texts, batch_size, softmaxes, sum(widths), show_progress_bar)
+        probabilities = dict(zip(self.tasks, rows.split(widths, dim=1)))
         frame = pd.DataFrame({"text": pd.Series(texts, dtype=object)})
         for task, labels in self.tasks.items():
             best = probabilities[task].max(dim=-1)

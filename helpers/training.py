@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .checks import check_choice, is_finite_number, is_int, is_positive_int
+from .checks import check_choice, is_bool, is_finite_number, is_int, is_positive_int
 from .devices import module_device, pick_device, to_device
 from .freezing import GradualUnfreezing, optimizer_groups
 from .losses import label_counts, labelled, task_losses
@@ -45,6 +45,8 @@ _CHECKS = {  # field: (may be None, test, what is allowed)
     "log_every": (False, is_positive_int, "an int >= 1"),
     "early_stopping_patience": (True, is_positive_int, "an int >= 1"),
     "unfreeze_every": (True, is_positive_int, "an int >= 1"),
+    "restore_best": (False, is_bool, "True or False"),
+    "show_progress_bar": (False, is_bool, "True or False"),
 }
 
 
