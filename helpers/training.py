@@ -328,7 +328,9 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
           unfreezing: GradualUnfreezing | None = None, description: str = "training") -> pd.DataFrame:
     """Train ``model`` (a MultiTaskSentenceTransformer) and return its history (see ``History``).
 
-    The best validation checkpoint is kept and, with ``restore_best``, loaded back at the end.
+    The best validation checkpoint is kept and, with ``restore_best``, loaded back at the end; with ``eval_every``
+    the validation before the first step competes too, so a run that only made the model worse ends where it
+    started.
     ``unfreezing`` freezes the backbone, then unfreezes one more component per epoch (or every
     ``config.unfreeze_every`` steps). Under torchrun it trains data-parallel: give each rank its share
     (``distributed.make_loader``). With ``config.show_progress_bar``, one bar named ``description`` counts the
@@ -352,7 +354,7 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
                                                                       config.checkpoint_dir)
     step, stop = 0, False
     if val_loader is not None and config.eval_every is not None:  # the curves' starting point: step 0
-        history.log_val(0, 0, evaluate(model, val_loader, precision=config.precision))
+        best.update(model, history.log_val(0, 0, evaluate(model, val_loader, precision=config.precision)))
     progress = progress_bar(total=total_steps, desc=description, unit="step", disable=not config.show_progress_bar)
     for epoch in range(1, config.epochs + 1):
         progress.set_postfix_str(f"epoch {epoch}/{config.epochs}")
