@@ -175,6 +175,12 @@ def frozen_bottom_depth(model: nn.Module) -> int:
     return depth
 
 
+def worth_caching(model: nn.Module) -> bool:
+    """Whether caching ``model``'s frozen bottom pays: the embeddings and at least one layer are frozen. The
+    embeddings alone are a table lookup, cheaper to recompute than to keep (and, kept, they would skip dropout)."""
+    return frozen_bottom_depth(model) >= 1
+
+
 def cache_frozen_bottom(model: nn.Module, share_with: nn.Module | None = None, depth: int | None = None
                         ) -> BottomCache:
     """Cache the output of ``model``'s frozen bottom (see the module docstring); returns the cache, which

@@ -22,7 +22,7 @@ from torch import nn
 from . import distributed
 from .checks import check_choice, is_bool, is_finite_number, is_int, is_positive_int
 from .devices import module_device, pick_device, to_device
-from .freezing import GradualUnfreezing, optimizer_groups
+from .freezing import GradualUnfreezing, head_learning_rate, optimizer_groups
 from .losses import label_counts, labelled, task_losses
 from .metrics import evaluate
 from .precision import autocast, autocast_dtype, check_precision, grad_scaler
@@ -114,6 +114,12 @@ class StepResult:
     labelled: dict[str, int]  # per task: this rank's labelled rows
 
 
+def training_dtype(config: TrainConfig) -> torch.dtype | None:
+    """The autocast dtype of ``config``'s training steps on its device (None: float32), by the training rule of
+    ``helpers.precision``: what ``train`` uses and what the command checks before loading and puts on the card."""
+    return autocast_dtype(config.precision, pick_device(config.device), training=True)
+
+
 def gradient_norm(parameters) -> torch.Tensor:
     """The L2 norm of all gradients together (what clipping measures), as a tensor: no device wait."""
     norms = [torch.linalg.vector_norm(p.grad.detach().float()) for p in parameters if p.grad is not None]
@@ -187,7 +193,7 @@ def make_optimizer(model: nn.Module, weighting: LossWeighting, config: TrainConf
     groups = optimizer_groups(model, config.lr, config.head_lr, config.layer_decay, config.weight_decay)
     learned = list(weighting.parameters())
     if learned:
-        groups.append({"params": learned, "lr": config.head_lr or config.lr, "weight_decay": 0.0,
+        groups.append({"params": learned, "lr": head_learning_rate(config.lr, config.head_lr), "weight_decay": 0.0,
                        "component": "loss weights"})
     return torch.optim.AdamW(groups)
 
@@ -344,12 +350,13 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
     device = pick_device(config.device)
     model.to(device).train()
     parallel = distributed.wrap(model, gradual_unfreezing=unfreezing is not None)  # DDP under torchrun
-    dtype = autocast_dtype(config.precision, device, training=True)
+    dtype = training_dtype(config)
     scaler = grad_scaler(device, dtype)
     weighting = make_weighting(config.loss_weighting, list(model.tasks), config.task_weights).to(device)
     optimizer = make_optimizer(model, weighting, config)
     total_steps = config.epochs * len(train_loader)
     warmup = int(config.warmup_ratio * total_steps)
+    head_lr = head_learning_rate(config.lr, config.head_lr)
     history, best = History(weighting, config.metric), BestCheckpoint(config.early_stopping_patience,
                                                                       config.checkpoint_dir)
     step, stop = 0, False
@@ -374,7 +381,7 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
                 results = evaluate(model, val_loader, precision=config.precision)
                 stop = best.update(model, history.log_val(epoch, step, results))
             if step % config.log_every == 0 or step == total_steps or stop:  # stopping early ends a window too
-                history.log_train(epoch, step, config.lr * factor, (config.head_lr or config.lr) * factor)
+                history.log_train(epoch, step, config.lr * factor, head_lr * factor)
             if stop:
                 break
         if history.steps_with_labels == 0:  # the same on every rank: steps are skipped on global counts

@@ -469,7 +469,7 @@ def test_early_stopping_in_the_middle_of_a_log_window_keeps_its_training_rows(ti
     """Catches the steps since the last training row dropped when validation stops the run."""
     from helpers import training
 
-    scores = iter([0.9, 0.1, 0.1, 0.1, 0.1])
+    scores = iter([0.1, 0.9, 0.1, 0.1, 0.1])  # step 0 (before training), then steps 3 and 4
     monkeypatch.setattr(training, "evaluate", lambda *args, **kwargs: {
         task: {"loss": 1.0, "accuracy": 0.5, "macro_f1": next(scores) if task == "topic" else 0.5, "n": 4}
         for task in TASKS})

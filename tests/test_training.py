@@ -287,6 +287,8 @@ def test_history_names_the_encoder_and_head_learning_rates(model):
     history = train(model, loaders(model)[0], None, quick_config(epochs=1, lr=1e-3, head_lr=1e-2))
     first = history[history["split"] == "train"].iloc[0]
     assert first["lr"] == pytest.approx(1e-3) and first["head_lr"] == pytest.approx(1e-2)
+    history = train(model, loaders(model)[0], None, quick_config(epochs=1, lr=1e-3, head_lr=None))
+    assert history[history["split"] == "train"].iloc[0]["head_lr"] == pytest.approx(1e-3)  # None: the encoder's
 
 
 def test_evaluation_follows_the_inference_rule_float32_on_a_cpu_even_with_native_bf16(model, monkeypatch):
