@@ -298,11 +298,10 @@ def run(args: argparse.Namespace, config: TrainConfig, splits: dict[str, pd.Data
     history = train(model, loaders["train"], loaders["val"], config, unfreezing=unfreezing)
     metrics = {split: as_json(evaluate(model, loaders[split], precision=config.precision), tasks)
                for split in ("val", "test") if split in loaders}
-    if distributed.is_main():
+    if distributed.is_main():  # the side files are saved with the model: in one swap, and owned like its files
         model.save(args.out, test_scores=metrics.get("test"), training=card_training(args, config, splits),
-                   language=args.language)
-        history.to_csv(args.out / "history.csv", index=False)
-        (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+                   language=args.language, extra_files={"history.csv": history.to_csv(index=False),
+                                                        "metrics.json": json.dumps(metrics, indent=2)})
     for split, results in metrics.items():
         for task, r in results.items():
             scores = f"accuracy {r['accuracy']:.3f}  macro_f1 {r['macro_f1']:.3f}" if r["n"] else "no labels"

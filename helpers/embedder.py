@@ -16,7 +16,7 @@ from .checks import as_text_list, check_batch_size, check_bool, check_positive_i
 from .devices import HasDevice, inference, pick_device
 from .pooling import check_pooling, pool
 from .progress import progress_bar
-from .st_format import declared_pooling, save_encoder
+from .st_format import check_modules, declared_lower_case, declared_pooling, save_encoder
 
 if TYPE_CHECKING:
     from .caching import BottomCache
@@ -29,16 +29,20 @@ class SentenceTransformer(HasDevice, nn.Module):
     Input longer than ``max_seq_length`` tokens is truncated, as in sentence-transformers (256 for
     all-MiniLM-L6-v2, the limit it ships with; it was trained on up to 128 tokens). ``pooling=None`` takes
     the pooling that a local sentence-transformers folder declares (``1_Pooling/config.json``), else mean;
-    a Normalize module in that folder is not applied.
+    a Normalize module in that folder is not applied, any other module after pooling is refused, and its
+    ``do_lower_case`` is applied (see ``helpers.st_format``).
     """
 
     def __init__(self, model_name: str | Path = DEFAULT_MODEL, pooling: str | None = None,
                  device: str | torch.device | None = None, *, random_weights: bool = False,
                  max_seq_length: int | None = None) -> None:
         super().__init__()
+        source = resolve_model_path(model_name)
+        check_modules(source)
         if pooling is None:
-            pooling = declared_pooling(resolve_model_path(model_name)) or "mean"
+            pooling = declared_pooling(source) or "mean"
         self.pooling = check_pooling(pooling)
+        self.do_lower_case = declared_lower_case(source)  # lowercase the input, as sentence-transformers does
         check_positive_int("max_seq_length", max_seq_length, none_means="the model's own limit")
         check_bool("random_weights", random_weights)
         self.model_name = str(model_name)
@@ -70,10 +74,14 @@ class SentenceTransformer(HasDevice, nn.Module):
         """
         return save_encoder(self, directory)
 
+    def prepared(self, texts: list[str]) -> list[str]:
+        """The texts as the tokenizer gets them: lowercased when the model's folder asks for it."""
+        return [text.lower() for text in texts] if self.do_lower_case else texts
+
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Pad a batch to its longest sentence and truncate at ``max_seq_length``."""
-        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
-                                   return_tensors="pt", return_token_type_ids=False))
+        return dict(self.tokenizer(self.prepared(texts), padding=True, truncation=True,
+                                   max_length=self.max_seq_length, return_tensors="pt", return_token_type_ids=False))
 
     def length_sorted_batches(self, texts: list[str], batch_size: int, show_progress_bar: bool = False
                               ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
@@ -84,7 +92,7 @@ class SentenceTransformer(HasDevice, nn.Module):
         """
         if not texts:
             return
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length,
+        ids = self.tokenizer(self.prepared(texts), truncation=True, max_length=self.max_seq_length,
                              return_attention_mask=False, return_token_type_ids=False)["input_ids"]
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         pad_id = self.tokenizer.pad_token_id or 0

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -206,6 +207,38 @@ def test_the_command_writes_a_model_history_and_metrics(tmp_path, tiny_model_dir
                        for metric, key in (("accuracy", "accuracy"), ("f1", "macro_f1"))}
     assert "| data | rows.csv |" in card.text and "| sentences | 20 train, 10 val, 10 test |" in card.text
     assert str(tmp_path) not in card.text
+
+
+def tiny_run(data: str, out: Path, model_dir: Path, *flags: str) -> None:
+    cli.main(["--data", data, "--out", str(out), "--model", str(model_dir), "--epochs", "1", "--batch-size", "8",
+              "--device", "cpu", "--no-show-progress-bar", *flags])
+
+
+def test_the_side_files_are_saved_with_the_model_or_not_at_all(tmp_path, tiny_model_dirs, monkeypatch):
+    data = write(ROWS.assign(split=["train", "train", "val", "test"] * 10), tmp_path / "rows.csv")
+    write_text = Path.write_text
+    monkeypatch.setattr(Path, "write_text", lambda path, *args, **kwargs: (
+        pytest.fail("no room") if path.name == "metrics.json" else write_text(path, *args, **kwargs)))
+    with pytest.raises(pytest.fail.Exception, match="no room"):
+        tiny_run(data, tmp_path / "out", tiny_model_dirs["bert"])
+    assert not (tmp_path / "out").exists()  # no model without its metrics
+
+
+def test_the_side_files_are_the_saves_and_a_users_file_of_that_name_is_kept(tmp_path, tiny_model_dirs):
+    data = write(ROWS.assign(split=["train", "train", "val", "test"] * 10), tmp_path / "rows.csv")
+    out = tmp_path / "out"
+    MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"]).save(out)
+    (out / "history.csv").write_text("my own history")
+    with pytest.warns(UserWarning, match="kept the history.csv in out"):
+        tiny_run(data, out, tiny_model_dirs["bert"])
+    assert (out / "history.csv").read_text() == "my own history" and (out / "metrics.json").is_file()
+    (out / "history.csv").unlink()
+    tiny_run(data, out, tiny_model_dirs["bert"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny_run(data, out, tiny_model_dirs["bert"])  # its own history.csv now: replaced without a word
+    saved = json.loads((out / "config.json").read_text())["saved_by"]["files"]
+    assert {"history.csv", "metrics.json"} <= set(saved)
 
 
 def refused_before_training(monkeypatch, capsys, argv: list[str]) -> str:
