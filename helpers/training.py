@@ -138,7 +138,7 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, 
     the whole step leaves its head without a gradient, as in one process, so AdamW leaves it alone (under DDP
     it would get zeros, which AdamW decays and moves with its momentum). One device wait per step: the loss
     and the gradient norm are checked together before the update, and FloatingPointError is raised when either
-    is not finite, with the weights as they were.
+    is not finite, with the weights as they were; under torchrun on every rank when it is so on any.
     """
     counts = distributed.total_counts(label_counts(batch["labels"]))
     if not any(counts.values()):
@@ -158,10 +158,14 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, 
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     else:
         norm = gradient_norm(model.parameters())
-    # The step's one device wait. With fp16 the scaler skips steps with inf gradients by design: loss only.
-    if not torch.isfinite(total.detach() if scaler.is_enabled() else total.detach() + norm):
+    # The step's one device wait. With fp16 the scaler skips steps with inf gradients by design: loss only. Under
+    # torchrun the ranks agree (one reduction): a rank that raised alone would leave the others in a collective.
+    finite = torch.isfinite(total.detach() if scaler.is_enabled() else total.detach() + norm)
+    failing = int(distributed.sum_over_ranks((~finite).reshape(1).int()).item())
+    if failing:
+        ranks = f" on {failing} of {distributed.world_size()} processes (numbers of this one)"
         raise FloatingPointError(f"the loss ({total.item():.4g}) or the gradient norm ({norm.item():.4g}) is not "
-                                 "finite; the weights were not updated")
+                                 f"finite{ranks if distributed.is_distributed() else ''}; the weights were not updated")
     scaler.step(optimizer)
     scaler.update()
     kept = labelled({task: values.detach() for task, values in logits.items()}, batch["labels"])
