@@ -227,3 +227,48 @@ def test_restoring_the_best_checkpoint_keeps_the_cache(tiny_model_dirs):
     train(model, loader, make_loader(FRAME, model.tokenize, batch_size=4),
           TrainConfig(epochs=2, lr=1e-3, device="cpu", eval_every=1))
     assert len(cache) == len(TEXTS)
+
+
+def test_the_estimate_counts_each_sentences_tokens(tiny_model_dirs, monkeypatch):
+    encoder = model_of(tiny_model_dirs["bert"]).encoder
+    per_token = 4 * encoder.embedding_dim + 8  # float32 states and an int64 key
+    texts = ["one two three", "four five six seven eight nine ten"]  # 5 and 9 tokens with [CLS] and [SEP]
+    assert caching.cache_bytes(encoder, texts) == 2 * caching.ENTRY_BYTES + 14 * per_token
+    tokenized = []
+    monkeypatch.setattr(encoder, "prepared", lambda batch: tokenized.append(len(batch)) or batch)
+    same_length = [f"sentence {i} here" for i in range(50)]  # 5 tokens each
+    assert caching.cache_bytes(encoder, same_length, sample=4) == 50 * (caching.ENTRY_BYTES + 5 * per_token)
+    assert tokenized == [4]  # a sample stands for the rest
+    assert caching.cache_bytes(encoder, []) == 0
+    encoder.max_seq_length = 3
+    assert caching.cache_bytes(encoder, texts) == 2 * (caching.ENTRY_BYTES + 3 * per_token)  # truncated, as cached
+
+
+def test_a_training_only_cache_keeps_what_training_passes_and_computes_the_rest(tiny_model_dirs):
+    model = model_of(tiny_model_dirs["bert"])
+    cache = cache_frozen_bottom(model, training_only=True)
+    train_batch, other_batch = model.tokenize(TEXTS[:4]), model.tokenize(TEXTS[4:])
+    with torch.no_grad():
+        model.train()
+        model(**train_batch)
+        model.eval()
+        cached, plain = cached_and_plain(model, other_batch)
+    assert len(cache) == 4  # the evaluation batch was computed, used and dropped
+    for task in TASKS:
+        torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
+    cached, plain = cached_and_plain(model, train_batch)
+    for task in TASKS:
+        torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
+
+
+def test_states_spread_over_several_slabs_stay_right(tiny_model_dirs, monkeypatch):
+    monkeypatch.setattr(caching, "SLAB_BYTES", 4 * 32 * 12)  # 12 token vectors of 32 values: a slab per batch or so
+    model = model_of(tiny_model_dirs["bert"]).eval()
+    cache = cache_frozen_bottom(model)
+    with torch.no_grad():
+        for start in range(0, len(TEXTS), 3):
+            model(**model.tokenize(TEXTS[start:start + 3]))
+    assert len({state.untyped_storage().data_ptr() for state in cache.states.values()}) > 2
+    cached, plain = cached_and_plain(model, model.tokenize(TEXTS))
+    for task in TASKS:
+        torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
