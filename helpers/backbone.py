@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 import transformers
 from transformers import MODEL_MAPPING, AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -103,8 +104,11 @@ def load_backbone(model_name: str | Path = DEFAULT_MODEL, random_weights: bool =
                   ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, int]:
     """Load (backbone, tokenizer, max_seq_length); ``random_weights`` builds it from its config alone.
 
-    BERT-style pooler layers (dense + tanh on the first token) are left out: sentence pooling never
-    uses them, so they would only cost compute and hold parameters that no loss ever trains.
+    The weights are float32 whatever dtype the checkpoint declares (transformers 5 would load a float16 or
+    bfloat16 checkpoint as such): training needs float32 master weights, and low precision is autocast's job
+    (see ``helpers.precision``). BERT-style pooler layers (dense + tanh on the first token) are left out:
+    sentence pooling never uses them, so they would only cost compute and hold parameters that no loss ever
+    trains.
     """
     source = resolve_model_path(model_name)
     try:
@@ -114,7 +118,7 @@ def load_backbone(model_name: str | Path = DEFAULT_MODEL, random_weights: bool =
             model_class = MODEL_MAPPING[type(config)]
             no_pooler = without_pooler(model_class)
             backbone = (model_class(config, **no_pooler) if random_weights
-                        else model_class.from_pretrained(source, **no_pooler))
+                        else model_class.from_pretrained(source, dtype=torch.float32, **no_pooler))
     except OSError as error:
         if Path(source).is_dir():
             raise OSError(f"model folder {source!r} is incomplete or unreadable: {error}") from error

@@ -45,6 +45,11 @@ def check_text(name: str, text: str) -> str:
     return text
 
 
+def is_bool(value: object) -> bool:
+    """True or False only: a str such as "no", or a number, would otherwise pass for one by its truthiness."""
+    return isinstance(value, bool)
+
+
 def is_int(value: object) -> bool:
     """An integer (Python's or NumPy's); bools are refused, though Python counts them as ints."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -73,6 +78,17 @@ def check_positive_int(name: str, value: object, none_means: str | None = None) 
         return None
     if not is_positive_int(value):
         allowed = f"None ({none_means}) or an int >= 1" if none_means is not None else "an int >= 1"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: object, none_means: str | None = None) -> bool | None:
+    """``value`` if it is True or False (see ``is_bool``), or None when ``none_means`` says what None does; else a
+    ValueError."""
+    if value is None and none_means is not None:
+        return None
+    if not is_bool(value):
+        allowed = f"True, False or None ({none_means})" if none_means is not None else "True or False"
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
     return value
 

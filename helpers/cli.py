@@ -18,25 +18,26 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import numpy as np
 import pandas as pd
 
 from . import distributed, prediction
 from .backbone import DEFAULT_MODEL
-from .caching import cache_frozen_bottom, frozen_bottom_depth
-from .checks import check_batch_size, check_positive_int
-from .data import SPLITS, check_corpus, read_table, require_columns
+from .caching import cache_bytes, cache_frozen_bottom, frozen_bottom_depth, worth_caching
+from .checks import check_batch_size, check_positive_int, is_finite_number
+from .data import SPLITS
 from .devices import pick_device
 from .freezing import GradualUnfreezing, freeze
+from .labelled_csv import parse_tasks, read_labelled_csv
 from .metrics import as_json, evaluate
-from .multitask import MultiTaskSentenceTransformer, check_save_target, check_tasks
+from .multitask import MultiTaskSentenceTransformer, check_save_target
 from .pooling import POOLING_MODES
-from .precision import PRECISIONS, autocast_dtype
+from .precision import PRECISIONS
 from .seeding import set_seed
-from .training import TrainConfig, train
+from .training import TrainConfig, train, training_dtype
+from .weighting import make_weighting
 
 COMMANDS = ("train", "predict")
-VAL_SHARE = 0.1  # of the rows, when the CSV has no split column
+CACHE_LIMIT_GB = 2.0  # the frozen-bottom cache's default bound: room to spare on an ordinary machine
 RECIPE = ("epochs", "lr", "head_lr", "weight_decay", "layer_decay", "warmup_ratio", "max_grad_norm", "loss_weighting",
           "task_weights", "metric", "early_stopping_patience", "seed")  # the TrainConfig fields a model card shows
 Error = Callable[[str], NoReturn]  # a parser's error(): prints its usage and the message, exits with status 2
@@ -64,6 +65,16 @@ def checked_int(check: Callable[[int], object]) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _cache_limit(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not (is_finite_number(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"the cache limit is in GB, a finite number >= 0, got {text!r}")
+    return value
 
 
 def _json_object(text: str) -> dict:
@@ -105,9 +116,12 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                              "stay)")
     parser.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME_OR_DIR",
                         help="backbone: a Hugging Face name or a local folder (default: %(default)s)")
-    parser.add_argument("--tasks", type=_json_object,
-                        help='task spec as JSON, e.g. \'{"topic": ["world", "sports"], "sentiment": [...]}\'; '
-                             "default: every column but text and split, with the labels found in it (sorted)")
+    parser.add_argument("--tasks", type=parse_tasks, metavar="COLUMNS_OR_JSON",
+                        help="the task columns, e.g. topic,sentiment (labels: the values found in each, sorted), or "
+                             "a spec as JSON that also fixes the labels' order, e.g. "
+                             """'{"topic": ["world", "sports"]}'; default: every column but text and split that """
+                             "looks like labels (not numbers, not a different value in nearly every row). Name them "
+                             "to leave out a column that describes the text (its source, its style)")
     parser.add_argument("--batch-size", type=checked_int(check_batch_size), default=32, metavar="N",
                         help="sentences per step and process; under torchrun, N processes take N x this per "
                              "step (default: %(default)s)")
@@ -121,6 +135,11 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
                              "bottom:K (the embeddings and the lowest K layers), head:TASK. A frozen bottom of at "
                              "least one layer is computed once per sentence and kept in memory, in one process "
                              "(not under torchrun): each step then costs what the layers above it cost. "
+                             "(default: %(default)s)")
+    parser.add_argument("--cache-limit", type=_cache_limit, default=CACHE_LIMIT_GB, metavar="GB",
+                        help="the most memory the frozen bottom's cache may take, estimated before it fills: over "
+                             "it, only the training split is cached (the sentences read at every step), or, if that "
+                             "is over it too, nothing (each step then runs the frozen layers). 0: never cache "
                              "(default: %(default)s)")
     parser.add_argument("--gradual-unfreezing", action="store_true",
                         help="train the heads first, then unfreeze one more encoder layer from the top at each "
@@ -203,48 +222,19 @@ def check_train_flags(args: argparse.Namespace) -> TrainConfig:
     if device.type != "cpu" and device.index is not None and distributed.data_parallel():
         raise ValueError(f"--device {config.device} would put every process on the same device; under torchrun "
                          "each process takes GPU LOCAL_RANK of its machine: pass --device cuda (or auto)")
+    training_dtype(config)  # a precision this device lacks (fp16 on a CPU) is refused now too
     check_save_target(args.out)
     if config.checkpoint_dir is not None:
         check_save_target(Path(config.checkpoint_dir))
     return config
 
 
-def infer_tasks(path: Path, frame: pd.DataFrame) -> dict[str, list[str]]:
-    """Every column but text and split is a task; its labels are the non-empty values found in it, sorted."""
-    tasks = {column: sorted(set(frame[column]) - {""}) for column in frame.columns if column not in ("text", "split")}
-    if not tasks:
-        raise ValueError(f"{path} has no task column; next to text (and split), give each task a column of labels")
-    for name, labels in tasks.items():
-        if len(labels) < 2:
-            raise ValueError(f"{path}, column {name!r} holds {len(labels)} distinct label(s) {labels}; a task needs "
-                             "at least 2. Drop a column that is not a task, or name the tasks with --tasks")
-    return tasks
-
-
-def read_labelled_csv(path: Path, tasks: Mapping[str, Sequence[str]] | None = None, seed: int = 42
-                      ) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """The CSV, read once, as ``load_corpus`` returns it and checked by it (so with its errors), and the task
-    spec: ``tasks``, or without it every column but text and split (``infer_tasks``). Without a split column,
-    the rows get a seeded 90/10 train/val split.
-    """
-    table = read_table(path)
-    if tasks is None:
-        require_columns(path, table, ["text"])
-        tasks = infer_tasks(path, table)
-    tasks = check_tasks(tasks)
-    frame = check_corpus(path, table, tasks, require_split=False)
-    if "split" not in frame.columns:
-        val_rows = np.random.default_rng(seed).permutation(len(frame))[:max(1, round(VAL_SHARE * len(frame)))]
-        frame.insert(1, "split", "train")
-        frame.loc[val_rows, "split"] = "val"
-    return frame, tasks
-
-
 def train_command(args: argparse.Namespace, error: Error) -> None:
-    """Check everything that can be checked before training (bad input is a usage error), then train."""
+    """Check everything that can be checked before anything loads (bad input is a usage error), then train."""
     try:
         config = check_train_flags(args)
-        frame, tasks = read_labelled_csv(args.data, args.tasks, config.seed)
+        frame, tasks, tasks_line = read_labelled_csv(args.data, args.tasks, config.seed)
+        make_weighting(config.loss_weighting, list(tasks), config.task_weights)  # static: a weight for each task
     except (OSError, ValueError) as problem:
         error(str(problem))
     splits = {split: frame[frame["split"] == split] for split in SPLITS if (frame["split"] == split).any()}
@@ -254,6 +244,7 @@ def train_command(args: argparse.Namespace, error: Error) -> None:
                   "column for a seeded 90/10 train/val split")
     distributed.setup(config.device)
     try:
+        report(tasks_line)
         run(args, config, splits, tasks, error)
     finally:
         distributed.teardown()
@@ -268,16 +259,30 @@ def build_model(args: argparse.Namespace, tasks: dict[str, list[str]], error: Er
         error(str(problem))
 
 
-def cache_bottom(model: MultiTaskSentenceTransformer) -> str:
-    """Cache the frozen bottom when it spans the embeddings and at least one layer and this is one process;
-    say what was done (see ``helpers.caching``)."""
-    depth = frozen_bottom_depth(model)
-    if depth < 1:
+def cache_bottom(model: MultiTaskSentenceTransformer, splits: Mapping[str, pd.DataFrame], limit_gb: float) -> str:
+    """Cache the frozen bottom when it pays (``worth_caching``) in one process, within ``limit_gb`` of memory by
+    the estimate of ``cache_bytes``: for every split, else for the training split (read at every step), else not
+    at all. Returns the line that says which (empty when nothing is frozen to cache)."""
+    if not worth_caching(model):
         return ""
+    bottom = f"frozen bottom of {frozen_bottom_depth(model)} layer(s)"
     if distributed.data_parallel():
-        return f"; frozen bottom of {depth} layer(s) not cached under torchrun"
-    cache_frozen_bottom(model)
-    return f"; frozen bottom of {depth} layer(s) computed once per sentence and cached"
+        return f"{bottom} not cached under torchrun: every step runs it too"
+    need = {split: cache_bytes(model.encoder, rows["text"].tolist()) for split, rows in splits.items()}
+    total, limit = sum(need.values()), f"--cache-limit {limit_gb:g} GB"
+    if total <= limit_gb * 1e9:
+        cache_frozen_bottom(model)
+        return f"{bottom} computed once per sentence and cached: about {_gb(total)}, within {limit}"
+    if need["train"] <= limit_gb * 1e9:
+        cache_frozen_bottom(model, training_only=True)
+        return (f"{bottom} cached for the training split only: about {_gb(need['train'])}, where every split "
+                f"would take {_gb(total)}, over {limit}")
+    return (f"{bottom} not cached: the training split alone would take about {_gb(need['train'])}, over {limit}; "
+            "every step runs it (raise --cache-limit to cache it)")
+
+
+def _gb(size: float) -> str:
+    return f"{size / 1e9:.3g} GB"
 
 
 def run(args: argparse.Namespace, config: TrainConfig, splits: dict[str, pd.DataFrame],
@@ -288,21 +293,21 @@ def run(args: argparse.Namespace, config: TrainConfig, splits: dict[str, pd.Data
     config.show_progress_bar = config.show_progress_bar and distributed.is_main()
     set_seed(config.seed)  # the same heads on every rank (DDP copies rank 0's anyway)
     model = build_model(args, tasks, error)
-    cached = cache_bottom(model)
+    cached = cache_bottom(model, splits, args.cache_limit)
+    if cached:
+        report(cached)
     unfreezing = GradualUnfreezing(model) if args.gradual_unfreezing else None
     loaders = {split: distributed.make_loader(rows, model.tokenize, tasks, args.batch_size, shuffle=split == "train",
                                               seed=config.seed) for split, rows in splits.items()}
-    report(", ".join(f"{len(rows)} {split}" for split, rows in splits.items()) + " sentences; tasks "
-           + ", ".join(f"{task} ({len(labels)} labels)" for task, labels in tasks.items())
-           + f"; {distributed.world_size()} process(es), batch {args.batch_size} each; freeze {args.freeze}{cached}")
+    report(", ".join(f"{len(rows)} {split}" for split, rows in splits.items())
+           + f" sentences; {distributed.world_size()} process(es), batch {args.batch_size} each; freeze {args.freeze}")
     history = train(model, loaders["train"], loaders["val"], config, unfreezing=unfreezing)
     metrics = {split: as_json(evaluate(model, loaders[split], precision=config.precision), tasks)
                for split in ("val", "test") if split in loaders}
-    if distributed.is_main():
+    if distributed.is_main():  # the side files are saved with the model: in one swap, and owned like its files
         model.save(args.out, test_scores=metrics.get("test"), training=card_training(args, config, splits),
-                   language=args.language)
-        history.to_csv(args.out / "history.csv", index=False)
-        (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+                   language=args.language, extra_files={"history.csv": history.to_csv(index=False),
+                                                        "metrics.json": json.dumps(metrics, indent=2)})
     for split, results in metrics.items():
         for task, r in results.items():
             scores = f"accuracy {r['accuracy']:.3f}  macro_f1 {r['macro_f1']:.3f}" if r["n"] else "no labels"
@@ -313,7 +318,7 @@ def run(args: argparse.Namespace, config: TrainConfig, splits: dict[str, pd.Data
 def card_training(args: argparse.Namespace, config: TrainConfig, splits: Mapping[str, pd.DataFrame]
                   ) -> dict[str, object]:
     """The data and the recipe, as the model card shows them: names and settings, no machine paths."""
-    dtype = autocast_dtype(config.precision, pick_device(config.device), training=True)
+    dtype = training_dtype(config)
     return {"data": args.data.name, "sentences": ", ".join(f"{len(rows)} {split}" for split, rows in splits.items()),
             "freeze": "gradual unfreezing" if args.gradual_unfreezing else args.freeze,
             "batch size": f"{args.batch_size} per process, {distributed.world_size()} process(es)",

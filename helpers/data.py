@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from .checks import check_batch_size, check_choice
+from .checks import check_batch_size, check_bool, check_choice
 
 TASKS: dict[str, list[str]] = {
     "topic": ["world", "sports", "business", "sci_tech"],  # the four AG News classes
@@ -246,7 +246,7 @@ def make_loader(frame: pd.DataFrame, tokenize: Callable[[list[str]], dict[str, t
     check_batch_size(batch_size)
     check_choice("batching", batching, BATCHING)
     dataset = SentenceDataset(frame, tasks)
-    if shuffle:
+    if check_bool("shuffle", shuffle):
         lengths = [len(text) for text in dataset.texts]  # characters: a cheap, monotone proxy for tokens
         groups = None
         if batching == "portion":  # a row's key: which tasks it carries a label for

@@ -29,8 +29,9 @@ def pick_device(device: str | torch.device | int | None = "auto") -> torch.devic
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Copy to ``device``; to a GPU through pinned memory, without blocking, so the copy overlaps compute."""
-    if device.type == "cuda":
+    """Copy to ``device``; from the CPU to a GPU through pinned memory, without blocking, so the copy overlaps
+    compute. Only CPU memory can be pinned: a tensor already on a GPU moves (or stays) as it is."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
         return tensor.pin_memory().to(device, non_blocking=True)
     return tensor.to(device)
 

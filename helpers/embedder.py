@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import DEFAULT_MODEL, load_backbone, position_limit, resolve_model_path
-from .checks import as_text_list, check_batch_size, check_positive_int
+from .checks import as_text_list, check_batch_size, check_bool, check_positive_int
 from .devices import HasDevice, inference, pick_device
 from .pooling import check_pooling, pool
 from .progress import progress_bar
-from .st_format import declared_pooling, save_encoder
+from .st_format import check_modules, declared_lower_case, declared_pooling, save_encoder
 
 if TYPE_CHECKING:
     from .caching import BottomCache
@@ -29,17 +29,22 @@ class SentenceTransformer(HasDevice, nn.Module):
     Input longer than ``max_seq_length`` tokens is truncated, as in sentence-transformers (256 for
     all-MiniLM-L6-v2, the limit it ships with; it was trained on up to 128 tokens). ``pooling=None`` takes
     the pooling that a local sentence-transformers folder declares (``1_Pooling/config.json``), else mean;
-    a Normalize module in that folder is not applied.
+    a Normalize module in that folder is not applied, any other module after pooling is refused, and its
+    ``do_lower_case`` is applied (see ``helpers.st_format``).
     """
 
     def __init__(self, model_name: str | Path = DEFAULT_MODEL, pooling: str | None = None,
                  device: str | torch.device | None = None, *, random_weights: bool = False,
                  max_seq_length: int | None = None) -> None:
         super().__init__()
+        source = resolve_model_path(model_name)
+        check_modules(source)
         if pooling is None:
-            pooling = declared_pooling(resolve_model_path(model_name)) or "mean"
+            pooling = declared_pooling(source) or "mean"
         self.pooling = check_pooling(pooling)
+        self.do_lower_case = declared_lower_case(source)  # lowercase the input, as sentence-transformers does
         check_positive_int("max_seq_length", max_seq_length, none_means="the model's own limit")
+        check_bool("random_weights", random_weights)
         self.model_name = str(model_name)
         self.backbone, self.tokenizer, default_length = load_backbone(model_name, random_weights)
         limit = position_limit(self.tokenizer, self.backbone.config)
@@ -69,10 +74,14 @@ class SentenceTransformer(HasDevice, nn.Module):
         """
         return save_encoder(self, directory)
 
+    def prepared(self, texts: list[str]) -> list[str]:
+        """The texts as the tokenizer gets them: lowercased when the model's folder asks for it."""
+        return [text.lower() for text in texts] if self.do_lower_case else texts
+
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         """Pad a batch to its longest sentence and truncate at ``max_seq_length``."""
-        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
-                                   return_tensors="pt", return_token_type_ids=False))
+        return dict(self.tokenizer(self.prepared(texts), padding=True, truncation=True,
+                                   max_length=self.max_seq_length, return_tensors="pt", return_token_type_ids=False))
 
     def length_sorted_batches(self, texts: list[str], batch_size: int, show_progress_bar: bool = False
                               ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
@@ -83,7 +92,7 @@ class SentenceTransformer(HasDevice, nn.Module):
         """
         if not texts:
             return
-        ids = self.tokenizer(texts, truncation=True, max_length=self.max_seq_length,
+        ids = self.tokenizer(self.prepared(texts), truncation=True, max_length=self.max_seq_length,
                              return_attention_mask=False, return_token_type_ids=False)["input_ids"]
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         pad_id = self.tokenizer.pad_token_id or 0
@@ -97,6 +106,15 @@ class SentenceTransformer(HasDevice, nn.Module):
                 input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
                 attention_mask[row, :len(ids[i])] = 1
             yield positions, input_ids, attention_mask
+
+    def in_input_order(self, texts: list[str], batch_size: int, forward: Callable[..., torch.Tensor], width: int,
+                       show_progress_bar: bool = False) -> torch.Tensor:
+        """``forward(input_ids, attention_mask) -> (batch, width)`` over the length-sorted batches of ``texts``,
+        its rows put back in input order: ``(len(texts), width)``, float32, on the CPU."""
+        rows = torch.zeros((len(texts), width), dtype=torch.float32)
+        for positions, input_ids, attention_mask in self.length_sorted_batches(texts, batch_size, show_progress_bar):
+            rows[positions] = forward(input_ids, attention_mask).float().cpu()
+        return rows
 
     def encode(self, sentences: str | list[str], batch_size: int = 32, normalize_embeddings: bool = False,
                convert_to_tensor: bool = False, show_progress_bar: bool | None = None,
@@ -112,16 +130,14 @@ class SentenceTransformer(HasDevice, nn.Module):
         """
         texts, single = as_text_list(sentences)
         check_batch_size(batch_size)
-        if show_progress_bar is None:
+        check_bool("normalize_embeddings", normalize_embeddings)
+        check_bool("convert_to_tensor", convert_to_tensor)
+        if check_bool("show_progress_bar", show_progress_bar, none_means="a bar for long inputs") is None:
             show_progress_bar = len(texts) >= 50 * batch_size
-        embeddings = torch.zeros((len(texts), self.embedding_dim), dtype=torch.float32)
         with inference(self, device, precision) as forward:
-            for positions, input_ids, attention_mask in self.length_sorted_batches(texts, batch_size,
-                                                                                   show_progress_bar):
-                vectors = forward(input_ids, attention_mask)
-                if normalize_embeddings:
-                    vectors = F.normalize(vectors, p=2, dim=1)
-                embeddings[positions] = vectors.float().cpu()
+            embeddings = self.in_input_order(texts, batch_size, forward, self.embedding_dim, show_progress_bar)
+        if normalize_embeddings:
+            embeddings = F.normalize(embeddings, p=2, dim=1)
         if single:
             embeddings = embeddings[0]
         return embeddings if convert_to_tensor else embeddings.numpy()

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from .backbone import DEFAULT_MODEL
-from .caching import cache_frozen_bottom, frozen_bottom_depth
+from .caching import cache_frozen_bottom, worth_caching
+from .checks import check_bool
 from .data import TASKS, split_loaders
 from .freezing import GradualUnfreezing, freeze
 from .metrics import evaluate, scores
@@ -39,14 +40,16 @@ def fresh_model(strategy: str = "none", tasks: dict[str, list[str]] = TASKS, dev
     """The pretrained encoder with fresh heads (the same heads for the same ``seed``), frozen by ``strategy``;
     ``pooling`` and ``dropout`` (after pooling) as in ``MultiTaskSentenceTransformer``.
 
-    With ``cache`` and a strategy that freezes the embeddings, the frozen bottom is cached (see
-    ``helpers.caching``): in a cache of its own, or in ``share_cache_with``'s, a model built the same way whose
-    cached bottom is no deeper than this one's frozen bottom (heads only can read a ``bottom:3`` cache).
+    With ``cache`` and a strategy that freezes the embeddings and at least one layer (``worth_caching``), the frozen
+    bottom is cached (see ``helpers.caching``): in a cache of its own, or in ``share_cache_with``'s, a model built
+    the same way whose cached bottom is no deeper than this one's frozen bottom (heads only can read a ``bottom:3``
+    cache).
     """
+    check_bool("cache", cache)
     set_seed(seed)
     model = freeze(MultiTaskSentenceTransformer(tasks, model_name, pooling=pooling, dropout=dropout, device=device),
                    strategy)
-    if cache and frozen_bottom_depth(model) >= 0:
+    if cache and worth_caching(model):
         shared = getattr(getattr(share_cache_with, "encoder", None), "bottom_cache", None)
         cache_frozen_bottom(model, share_with=share_cache_with, depth=None if shared is None else shared.n_layers)
     return model

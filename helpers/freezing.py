@@ -52,6 +52,12 @@ def _no_decay(name: str, parameter: nn.Parameter) -> bool:
     return parameter.ndim < 2 or "norm" in name.lower()
 
 
+def head_learning_rate(lr: float, head_lr: float | None) -> float:
+    """The heads' learning rate: ``head_lr``, or the encoder's ``lr`` when it is None (one rule for the heads,
+    the learned loss weights and the history's ``head_lr`` column)."""
+    return lr if head_lr is None else head_lr
+
+
 def component_learning_rates(model: nn.Module, lr: float, head_lr: float | None = None,
                              layer_decay: float | None = None) -> dict[str, float]:
     """Learning rate of each component: heads ``head_lr``; with ``layer_decay`` the top layer gets ``lr``,
@@ -62,7 +68,7 @@ def component_learning_rates(model: nn.Module, lr: float, head_lr: float | None 
     rates = {}
     for name in names:
         if name.startswith("head: "):
-            rates[name] = head_lr if head_lr is not None else lr
+            rates[name] = head_learning_rate(lr, head_lr)
         elif layer_decay is None or name == "pooler":
             rates[name] = lr
         elif name == "embeddings":

@@ -5,10 +5,8 @@ Explained in notebook 02.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import numbers
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,15 +19,15 @@ from torch import nn
 
 from .backbone import DEFAULT_MODEL
 from .card import model_card
-from .checks import as_text_list, check_batch_size, check_positive_int
+from .checks import as_text_list, check_batch_size, check_bool, check_positive_int
 from .devices import HasDevice, inference, pick_device
 from .embedder import SentenceTransformer
-from .saving import check_target, save_folder, write_json
+from .saving import check_target, is_plain_name, owned_entries, save_folder, write_json
 
 FORMAT = "helpers.MultiTaskSentenceTransformer"
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, BACKBONE_DIR, CARD_FILE = "config.json", "model.safetensors", "backbone", "README.md"
-CARD_HASH = "model_card_sha256"  # in config.json: the card save wrote, so an edited or foreign README is kept
+OWN_ENTRIES = frozenset({CONFIG_FILE, WEIGHTS_FILE, BACKBONE_DIR, CARD_FILE})
 CONFIG_KEYS = ("tasks", "pooling", "dropout", "hidden_dim", "backbone", "max_seq_length")
 RESERVED_TASK_NAMES = {"text": "predict() returns the sentences in a column of that name",
                        "split": "the corpus CSV holds the train/val/test split in a column of that name"}
@@ -121,13 +119,15 @@ class MultiTaskSentenceTransformer(HasDevice, nn.Module):
         """
         texts, _ = as_text_list(sentences)
         check_batch_size(batch_size)
-        probabilities = {task: torch.zeros(len(texts), len(labels)) for task, labels in self.tasks.items()}
+        check_bool("show_progress_bar", show_progress_bar)
+        widths = [len(labels) for labels in self.tasks.values()]
         with inference(self, precision=precision) as forward:
-            for positions, input_ids, attention_mask in self.encoder.length_sorted_batches(texts, batch_size,
-                                                                                           show_progress_bar):
+            def softmaxes(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
                 logits = forward(input_ids, attention_mask)
-                for task, values in logits.items():
-                    probabilities[task][positions] = values.float().softmax(dim=-1).cpu()
+                return torch.cat([logits[task].float().softmax(dim=-1) for task in self.tasks], dim=1)
+
+            rows = self.encoder.in_input_order(texts, batch_size, softmaxes, sum(widths), show_progress_bar)
+        probabilities = dict(zip(self.tasks, rows.split(widths, dim=1)))
         frame = pd.DataFrame({"text": pd.Series(texts, dtype=object)})
         for task, labels in self.tasks.items():
             best = probabilities[task].max(dim=-1)
@@ -141,42 +141,40 @@ class MultiTaskSentenceTransformer(HasDevice, nn.Module):
                 "backbone": self.encoder.model_name, "max_seq_length": self.encoder.max_seq_length}
 
     def save(self, directory: str | Path, *, test_scores: Mapping[str, Mapping] | None = None,
-             training: Mapping[str, object] | None = None, language: str = "en") -> Path:
+             training: Mapping[str, object] | None = None, language: str = "en",
+             extra_files: Mapping[str, str] | None = None) -> Path:
         """Write ``model.safetensors``, ``config.json``, ``backbone/`` (its config and tokenizer) and a model
         card, ``README.md`` (see ``helpers.card``: ``test_scores``, ``training`` and ``language`` go there).
 
+        ``extra_files``: text files to write beside the model, by name (the training command's ``history.csv``
+        and ``metrics.json``): saved with it in one swap, and replaced by the next save like its own files.
         ``directory`` must be new, empty or hold a model saved earlier; only the files save wrote are replaced,
-        anything else there stays (see ``helpers.saving``). A README.md that save did not write, or that was
-        edited since, is kept, with a warning, and no card is written. A failed save leaves ``directory`` as it
-        was: absent, or holding the previous model.
+        anything else there stays (see ``helpers.saving``). A README.md (or any file save writes) that save did
+        not write, or that was edited since, is kept, with a warning, in place of save's. A failed save leaves
+        ``directory`` as it was: absent, or holding the previous model.
         """
         directory = Path(directory)
+        extra_files = dict(extra_files or {})
+        taken = sorted(name for name in extra_files if name in OWN_ENTRIES or not is_plain_name(name))
+        if taken:
+            raise ValueError(f"extra_files cannot be named {taken}: give plain file names other than "
+                             f"{sorted(OWN_ENTRIES)}, which save writes itself")
+        card = model_card(directory.resolve().name, self.config(), test_scores, training, language)
+        return save_folder(directory, lambda folder: self._write(folder, card, extra_files), _saved_entries,
+                           CONFIG_FILE, FORMAT, what="model", editable=[CARD_FILE])
 
-        def write(folder: Path) -> None:
-            card = None
-            if (directory / CARD_FILE).exists() and CARD_FILE not in (_saved_entries(directory) or ()):
-                warnings.warn(f"kept the README.md in {directory.name}: save did not write it, or it was edited "
-                              "since, so no model card was written; move it away to get a fresh card",
-                              UserWarning, stacklevel=4)
-            else:
-                name = directory.resolve().name
-                card = model_card(name, self.config(), test_scores, training, language)
-            self._write(folder, card)
-
-        return save_folder(directory, write, _saved_entries, marker=CONFIG_FILE, what="model")
-
-    def _write(self, folder: Path, card: str | None) -> None:
+    def _write(self, folder: Path, card: str, extra_files: Mapping[str, str]) -> dict:
+        """Every file but ``config.json``; returns its content, the config."""
         backbone_dir = folder / BACKBONE_DIR
         self.encoder.backbone.config.save_pretrained(backbone_dir)
         self.encoder.tokenizer.save_pretrained(backbone_dir)
-        write_json(backbone_dir / "sentence_bert_config.json", {"max_seq_length": self.encoder.max_seq_length})
+        write_json(backbone_dir / "sentence_bert_config.json", {"max_seq_length": self.encoder.max_seq_length,
+                                                                 "do_lower_case": self.encoder.do_lower_case})
         state = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
         save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
-        config = self.config()
-        if card is not None:
-            (folder / CARD_FILE).write_text(card, encoding="utf-8")
-            config[CARD_HASH] = _sha256(folder / CARD_FILE)
-        write_json(folder / CONFIG_FILE, config)  # last: it marks the folder as a saved model
+        for name, text in {CARD_FILE: card, **extra_files}.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        return self.config()
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device | None = None) -> MultiTaskSentenceTransformer:
@@ -249,13 +247,12 @@ def _saved_entries(directory: Path) -> set[str] | None:
         config = read_config(directory)
     except (OSError, ValueError):
         return None
-    card = directory / CARD_FILE
-    ours = card.is_file() and config.get(CARD_HASH) == _sha256(card)
-    return {CONFIG_FILE, WEIGHTS_FILE, BACKBONE_DIR, *([CARD_FILE] if ours else [])}
+    return owned_entries(directory, config.get("saved_by", _first_record(config)), FORMAT)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _first_record(config: dict) -> dict:
+    """What a save before ``saved_by`` was recorded (which knew no extra files) wrote, in its terms."""
+    return {"format": FORMAT, "files": sorted(OWN_ENTRIES), "sha256": {CARD_FILE: config.get("model_card_sha256")}}
 
 
 def _check_backbone(folder: Path) -> None:

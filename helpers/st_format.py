@@ -1,49 +1,64 @@
-"""The sentence-transformers folder format: write an encoder in it; read the pooling a folder declares.
+"""The sentence-transformers folder format: write an encoder in it; read what a folder declares.
 
 ``sentence_transformers.SentenceTransformer(folder)`` loads such a folder: the transformer at the top (its
 config, safetensors weights and tokenizer), ``modules.json`` listing a Transformer and a Pooling module,
-``1_Pooling/config.json`` with the pooling mode, ``sentence_bert_config.json`` with the input limit, and
-``config_sentence_transformers.json``. ``SentenceTransformer.save`` writes the classic layout, the one
-all-MiniLM-L6-v2 itself ships in; ``declared_pooling`` also reads the newer one (``"pooling_mode": "cls"``). The
-encoder here has no layer after pooling, so no Normalize module is written: vectors come out as pooled, and
-cosine similarity (the one the folder names) ignores length.
+``1_Pooling/config.json`` with the pooling mode, ``sentence_bert_config.json`` with the input limit and whether
+to lowercase the input, and ``config_sentence_transformers.json``. ``save_encoder`` writes the classic layout,
+the one all-MiniLM-L6-v2 itself ships in; ``declared_pooling`` also reads the newer one (``"pooling_mode":
+"cls"``). The encoder here has no layer after pooling, so no Normalize module is written: vectors come out as
+pooled, and cosine similarity (the one the folder names) ignores length. A Normalize module in a folder is not
+applied for the same reason; any other module after pooling (Dense, ...) would change the vectors, so
+``check_modules`` refuses a folder that has one.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import transformers
 
 from .backbone import quiet_transformers, without_pooler
-from .saving import save_folder, write_json
-
-if TYPE_CHECKING:
-    from .embedder import SentenceTransformer
+from .saving import owned_entries, save_folder, write_json
 
 FORMAT = "helpers.SentenceTransformer"
 MODULES_FILE, MARKER_FILE, POOLING_DIR = "modules.json", "config_sentence_transformers.json", "1_Pooling"
+SETTINGS_FILE = "sentence_bert_config.json"
+APPLIED_MODULES = ("Transformer", "Pooling", "Normalize")  # Normalize: ignored, see the module docstring
 LEGACY_POOLING_KEYS = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean",
                        "pooling_mode_max_tokens": "max", "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
                        "pooling_mode_weightedmean_tokens": "weightedmean", "pooling_mode_lasttoken": "lasttoken"}
 
 
-def save_encoder(encoder: SentenceTransformer, directory: str | Path) -> Path:
+class Encoder(Protocol):
+    """What ``save_encoder`` reads of a ``helpers.SentenceTransformer`` (named here, not imported: the embedder
+    imports this module)."""
+
+    backbone: transformers.PreTrainedModel
+    tokenizer: transformers.PreTrainedTokenizerBase
+    pooling: str
+    max_seq_length: int
+    do_lower_case: bool
+    embedding_dim: int
+
+
+def save_encoder(encoder: Encoder, directory: str | Path) -> Path:
     """Write ``encoder`` into ``directory`` in the sentence-transformers format (see the module docstring)."""
-    return save_folder(directory, lambda folder: _write(encoder, folder), _saved_entries, MARKER_FILE,
+    return save_folder(directory, lambda folder: _write(encoder, folder), _saved_entries, MARKER_FILE, FORMAT,
                        what="sentence-transformers encoder")
 
 
-def _write(encoder: SentenceTransformer, folder: Path) -> None:
+def _write(encoder: Encoder, folder: Path) -> dict:
+    """Every file but the marker; returns the marker's content."""
     with quiet_transformers():
         encoder.backbone.save_pretrained(folder)  # config.json and model.safetensors
         encoder.tokenizer.save_pretrained(folder)
     # model_args: load the transformer without the pooler layer it was built without (none of its weights).
-    write_json(folder / "sentence_bert_config.json", {"max_seq_length": encoder.max_seq_length, "do_lower_case": False,
-                                                      "model_args": without_pooler(type(encoder.backbone))})
+    write_json(folder / SETTINGS_FILE, {"max_seq_length": encoder.max_seq_length,
+                                        "do_lower_case": encoder.do_lower_case,
+                                        "model_args": without_pooler(type(encoder.backbone))})
     write_json(folder / MODULES_FILE, [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": POOLING_DIR, "type": "sentence_transformers.models.Pooling"}])
@@ -51,24 +66,50 @@ def _write(encoder: SentenceTransformer, folder: Path) -> None:
     write_json(folder / POOLING_DIR / "config.json", {
         "word_embedding_dimension": encoder.embedding_dim,
         **{key: mode == encoder.pooling for key, mode in LEGACY_POOLING_KEYS.items()}})
-    files = sorted([path.name for path in folder.iterdir()] + [MARKER_FILE])
-    write_json(folder / MARKER_FILE, {  # last: it marks the folder as saved here, and lists what save wrote
-        "__version__": {"transformers": transformers.__version__, "pytorch": torch.__version__},
-        "model_type": "SentenceTransformer", "prompts": {}, "default_prompt_name": None,
-        "similarity_fn_name": "cosine", "saved_by": {"format": FORMAT, "files": files}})
+    return {"__version__": {"transformers": transformers.__version__, "pytorch": torch.__version__},
+            "model_type": "SentenceTransformer", "prompts": {}, "default_prompt_name": None,
+            "similarity_fn_name": "cosine"}
 
 
-def _saved_entries(folder: Path) -> list[str] | None:
+def _saved_entries(folder: Path) -> set[str] | None:
     """The entries of ``folder`` that ``save_encoder`` wrote; None when it did not write the folder."""
     try:
-        saved_by = json.loads((folder / MARKER_FILE).read_text(encoding="utf-8")).get("saved_by")
-    except (OSError, ValueError, AttributeError):
+        marker = json.loads((folder / MARKER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
-    files = saved_by.get("files") if isinstance(saved_by, dict) and saved_by.get("format") == FORMAT else None
-    if not isinstance(files, list):
-        return None
-    return [name for name in files if isinstance(name, str) and name not in ("", ".", "..")
-            and Path(name).name == name]  # plain names only: a save never moves anything outside its folder
+    return owned_entries(folder, marker.get("saved_by") if isinstance(marker, dict) else None, FORMAT)
+
+
+def _modules(folder: str | Path) -> list[dict]:
+    """The modules a local sentence-transformers folder lists (none for anything else)."""
+    modules_path = Path(folder) / MODULES_FILE
+    modules = _read_json(modules_path) if modules_path.is_file() else []
+    return [module for module in modules if isinstance(module, dict)] if isinstance(modules, list) else []
+
+
+def _kind(module: dict) -> str:
+    """``Pooling`` for ``sentence_transformers.models.Pooling`` (and for newer releases' longer paths)."""
+    return str(module.get("type", "")).rsplit(".", 1)[-1]
+
+
+def check_modules(folder: str | Path) -> None:
+    """Refuse a sentence-transformers folder with a module this encoder does not apply (Dense, ...): without it,
+    vectors and their size would silently differ from what sentence-transformers computes."""
+    unapplied = [f"{module.get('path') or module.get('name')} ({module.get('type')})" for module in _modules(folder)
+                 if _kind(module) not in APPLIED_MODULES]
+    if unapplied:
+        raise ValueError(f"{Path(folder).name}/{MODULES_FILE} lists {', '.join(unapplied)}, which this encoder does "
+                         f"not apply (it applies {', '.join(APPLIED_MODULES[:2])}; Normalize is left to encode's "
+                         "normalize_embeddings), so its vectors would differ from sentence-transformers'; use that "
+                         "library for this model, or a folder without those modules")
+
+
+def declared_lower_case(folder: str | Path) -> bool:
+    """Whether a local sentence-transformers folder asks for its input lowercased (``do_lower_case`` in
+    ``sentence_bert_config.json``), as that library then does before tokenizing; False for anything else."""
+    path = Path(folder) / SETTINGS_FILE
+    settings = _read_json(path) if path.is_file() else {}
+    return isinstance(settings, dict) and settings.get("do_lower_case") is True
 
 
 def declared_pooling(folder: str | Path) -> str | None:
@@ -77,12 +118,7 @@ def declared_pooling(folder: str | Path) -> str | None:
 
     A declared mode this encoder does not compute (``weightedmean``, several at once, ...) is refused.
     """
-    modules_path = Path(folder) / MODULES_FILE
-    if not modules_path.is_file():
-        return None
-    modules = _read_json(modules_path)
-    paths = [module.get("path", "") for module in modules if isinstance(module, dict)
-             and str(module.get("type", "")).endswith("Pooling")] if isinstance(modules, list) else []
+    paths = [module.get("path", "") for module in _modules(folder) if _kind(module) == "Pooling"]
     if not paths:
         return None
     config_path = Path(folder) / paths[0] / "config.json"

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from . import distributed
-from .checks import check_choice, is_finite_number, is_int, is_positive_int
+from .checks import check_choice, is_bool, is_finite_number, is_int, is_positive_int
 from .devices import module_device, pick_device, to_device
-from .freezing import GradualUnfreezing, optimizer_groups
+from .freezing import GradualUnfreezing, head_learning_rate, optimizer_groups
 from .losses import label_counts, labelled, task_losses
 from .metrics import evaluate
 from .precision import autocast, autocast_dtype, check_precision, grad_scaler
@@ -45,6 +45,8 @@ _CHECKS = {  # field: (may be None, test, what is allowed)
     "log_every": (False, is_positive_int, "an int >= 1"),
     "early_stopping_patience": (True, is_positive_int, "an int >= 1"),
     "unfreeze_every": (True, is_positive_int, "an int >= 1"),
+    "restore_best": (False, is_bool, "True or False"),
+    "show_progress_bar": (False, is_bool, "True or False"),
 }
 
 
@@ -112,6 +114,12 @@ class StepResult:
     labelled: dict[str, int]  # per task: this rank's labelled rows
 
 
+def training_dtype(config: TrainConfig) -> torch.dtype | None:
+    """The autocast dtype of ``config``'s training steps on its device (None: float32), by the training rule of
+    ``helpers.precision``: what ``train`` uses and what the command checks before loading and puts on the card."""
+    return autocast_dtype(config.precision, pick_device(config.device), training=True)
+
+
 def gradient_norm(parameters) -> torch.Tensor:
     """The L2 norm of all gradients together (what clipping measures), as a tensor: no device wait."""
     norms = [torch.linalg.vector_norm(p.grad.detach().float()) for p in parameters if p.grad is not None]
@@ -130,7 +138,7 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, 
     the whole step leaves its head without a gradient, as in one process, so AdamW leaves it alone (under DDP
     it would get zeros, which AdamW decays and moves with its momentum). One device wait per step: the loss
     and the gradient norm are checked together before the update, and FloatingPointError is raised when either
-    is not finite, with the weights as they were.
+    is not finite, with the weights as they were; under torchrun on every rank when it is so on any.
     """
     counts = distributed.total_counts(label_counts(batch["labels"]))
     if not any(counts.values()):
@@ -150,10 +158,14 @@ def train_step(model: nn.Module, batch: dict, optimizer: torch.optim.Optimizer, 
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     else:
         norm = gradient_norm(model.parameters())
-    # The step's one device wait. With fp16 the scaler skips steps with inf gradients by design: loss only.
-    if not torch.isfinite(total.detach() if scaler.is_enabled() else total.detach() + norm):
+    # The step's one device wait. With fp16 the scaler skips steps with inf gradients by design: loss only. Under
+    # torchrun the ranks agree (one reduction): a rank that raised alone would leave the others in a collective.
+    finite = torch.isfinite(total.detach() if scaler.is_enabled() else total.detach() + norm)
+    failing = int(distributed.sum_over_ranks((~finite).reshape(1).int()).item())
+    if failing:
+        ranks = f" on {failing} of {distributed.world_size()} processes (numbers of this one)"
         raise FloatingPointError(f"the loss ({total.item():.4g}) or the gradient norm ({norm.item():.4g}) is not "
-                                 "finite; the weights were not updated")
+                                 f"finite{ranks if distributed.is_distributed() else ''}; the weights were not updated")
     scaler.step(optimizer)
     scaler.update()
     kept = labelled({task: values.detach() for task, values in logits.items()}, batch["labels"])
@@ -185,7 +197,7 @@ def make_optimizer(model: nn.Module, weighting: LossWeighting, config: TrainConf
     groups = optimizer_groups(model, config.lr, config.head_lr, config.layer_decay, config.weight_decay)
     learned = list(weighting.parameters())
     if learned:
-        groups.append({"params": learned, "lr": config.head_lr or config.lr, "weight_decay": 0.0,
+        groups.append({"params": learned, "lr": head_learning_rate(config.lr, config.head_lr), "weight_decay": 0.0,
                        "component": "loss weights"})
     return torch.optim.AdamW(groups)
 
@@ -326,7 +338,9 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
           unfreezing: GradualUnfreezing | None = None, description: str = "training") -> pd.DataFrame:
     """Train ``model`` (a MultiTaskSentenceTransformer) and return its history (see ``History``).
 
-    The best validation checkpoint is kept and, with ``restore_best``, loaded back at the end.
+    The best validation checkpoint is kept and, with ``restore_best``, loaded back at the end; with ``eval_every``
+    the validation before the first step competes too, so a run that only made the model worse ends where it
+    started.
     ``unfreezing`` freezes the backbone, then unfreezes one more component per epoch (or every
     ``config.unfreeze_every`` steps). Under torchrun it trains data-parallel: give each rank its share
     (``distributed.make_loader``). With ``config.show_progress_bar``, one bar named ``description`` counts the
@@ -340,17 +354,18 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
     device = pick_device(config.device)
     model.to(device).train()
     parallel = distributed.wrap(model, gradual_unfreezing=unfreezing is not None)  # DDP under torchrun
-    dtype = autocast_dtype(config.precision, device, training=True)
+    dtype = training_dtype(config)
     scaler = grad_scaler(device, dtype)
     weighting = make_weighting(config.loss_weighting, list(model.tasks), config.task_weights).to(device)
     optimizer = make_optimizer(model, weighting, config)
     total_steps = config.epochs * len(train_loader)
     warmup = int(config.warmup_ratio * total_steps)
+    head_lr = head_learning_rate(config.lr, config.head_lr)
     history, best = History(weighting, config.metric), BestCheckpoint(config.early_stopping_patience,
                                                                       config.checkpoint_dir)
     step, stop = 0, False
     if val_loader is not None and config.eval_every is not None:  # the curves' starting point: step 0
-        history.log_val(0, 0, evaluate(model, val_loader, precision=config.precision))
+        best.update(model, history.log_val(0, 0, evaluate(model, val_loader, precision=config.precision)))
     progress = progress_bar(total=total_steps, desc=description, unit="step", disable=not config.show_progress_bar)
     for epoch in range(1, config.epochs + 1):
         progress.set_postfix_str(f"epoch {epoch}/{config.epochs}")
@@ -370,7 +385,7 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
                 results = evaluate(model, val_loader, precision=config.precision)
                 stop = best.update(model, history.log_val(epoch, step, results))
             if step % config.log_every == 0 or step == total_steps or stop:  # stopping early ends a window too
-                history.log_train(epoch, step, config.lr * factor, (config.head_lr or config.lr) * factor)
+                history.log_train(epoch, step, config.lr * factor, head_lr * factor)
             if stop:
                 break
         if history.steps_with_labels == 0:  # the same on every rank: steps are skipped on global counts

@@ -7,6 +7,7 @@ two curves of the "total" loss measure the same quantity.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 
@@ -46,7 +47,9 @@ class Static(LossWeighting):
     def __init__(self, tasks: Sequence[str], task_weights: Mapping[str, float]) -> None:
         super().__init__(tasks)
         if set(task_weights) != set(self.tasks):
-            raise ValueError(f"static weighting needs a weight for each task {self.tasks}, got {dict(task_weights)}")
+            raise ValueError(f"static weighting needs a weight for each task {self.tasks} (task_weights; "
+                             f"--task-weights in the command), got {dict(task_weights)}: e.g. "
+                             f"{json.dumps(dict.fromkeys(self.tasks, 1.0))}")
         self.task_weights = {task: float(task_weights[task]) for task in self.tasks}
 
     def weights(self) -> dict[str, float]:

@@ -1,8 +1,23 @@
 import hashlib
+import json
 
+import pandas as pd
 import pytest
+import torch
+from safetensors.torch import load_file
 
-from helpers import DEFAULT_MODEL, SentenceTransformer, load_backbone, resolve_model_path
+from helpers import (
+    DEFAULT_MODEL,
+    TASKS,
+    MultiTaskSentenceTransformer,
+    SentenceTransformer,
+    TrainConfig,
+    load_backbone,
+    make_loader,
+    resolve_model_path,
+    set_seed,
+    train,
+)
 from helpers.backbone import bundled_model_path
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -56,3 +71,41 @@ def test_max_seq_length_comes_from_the_sentence_transformers_config(minilm, tiny
     assert minilm.max_seq_length == 256
     # No sentence_bert_config.json: fall back to the position-embedding limit.
     assert load_backbone(tiny_model_dirs["bert"])[2] == 130
+
+
+@pytest.fixture(scope="module", params=[torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def half_precision_folder(request, tiny_model_dirs, tmp_path_factory):
+    """The tiny BERT saved in half precision: its config declares that dtype, its weights are stored in it."""
+    backbone, tokenizer, _ = load_backbone(tiny_model_dirs["bert"])
+    folder = tmp_path_factory.mktemp(f"tiny-{request.param}")
+    backbone.to(request.param).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    assert json.loads((folder / "config.json").read_text())["dtype"] == str(request.param).removeprefix("torch.")
+    return folder, request.param
+
+
+def test_a_half_precision_checkpoint_loads_as_float32_master_weights(half_precision_folder):
+    folder, dtype = half_precision_folder
+    stored = load_file(folder / "model.safetensors")
+    backbone = SentenceTransformer(folder).backbone
+    assert {p.dtype for p in backbone.parameters()} == {torch.float32}
+    weights = backbone.state_dict()
+    assert all(torch.equal(weights[name], tensor.float()) for name, tensor in stored.items() if name in weights)
+
+
+def test_a_model_on_a_half_precision_checkpoint_trains_saves_and_loads_in_float32(half_precision_folder, tmp_path):
+    folder, _ = half_precision_folder
+    set_seed(0)
+    model = MultiTaskSentenceTransformer(TASKS, folder)
+    frame = pd.DataFrame({"text": ["the team won", "markets fell", "a new chip", "peace talks"],
+                          "topic": ["sports", "business", "sci_tech", "world"],
+                          "sentiment": ["positive", "negative", "positive", "positive"]})
+    train(model, make_loader(frame, model.tokenize, batch_size=4), None,
+          TrainConfig(epochs=1, lr=1e-3, warmup_ratio=0.0, device="cpu", precision="fp32"))
+    assert {p.grad.dtype for p in model.parameters() if p.grad is not None} == {torch.float32}
+    model.save(tmp_path / "model")
+    loaded = MultiTaskSentenceTransformer.load(tmp_path / "model")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    assert all(torch.equal(value, loaded.state_dict()[name]) for name, value in model.state_dict().items())
+    loaded.encoder.save(tmp_path / "encoder")
+    assert json.loads((tmp_path / "encoder" / "config.json").read_text())["dtype"] == "float32"

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from helpers import TASKS, MultiTaskSentenceTransformer, SentenceTransformer, load_corpus, make_loader, set_seed
+from helpers.experiments import fresh_model
 from helpers.freezing import freeze
 from helpers.training import TrainConfig, train
 
@@ -136,6 +137,26 @@ BAD_INPUTS = [
                  r"device 'mps' is not available.*sees no mps device", id="encode-device-absent-mps", marks=NO_MPS),
     pytest.param(lambda kit: kit.model.encoder.encode(["a"], device=2.5), ValueError,
                  r"device must be 'auto', a str .*got float \(2\.5\)", id="encode-device-float"),
+    # every flag is a bool: "no" or 0 would pass for one by its truthiness
+    pytest.param(lambda kit: kit.model.encoder.encode(["a"], normalize_embeddings="yes"), ValueError,
+                 r"normalize_embeddings must be True or False, got 'yes'", id="encode-normalize-str"),
+    pytest.param(lambda kit: kit.model.encoder.encode(["a"], convert_to_tensor=1), ValueError,
+                 r"convert_to_tensor must be True or False, got 1", id="encode-convert-int"),
+    pytest.param(lambda kit: kit.model.encoder.encode(["a"], show_progress_bar="no"), ValueError,
+                 r"show_progress_bar must be True, False or None \(a bar for long inputs\), got 'no'",
+                 id="encode-progress-str"),
+    pytest.param(lambda kit: kit.model.predict(["a"], show_progress_bar="no"), ValueError,
+                 r"show_progress_bar must be True or False, got 'no'", id="predict-progress-str"),
+    pytest.param(lambda kit: kit.encoder(random_weights="no"), ValueError,
+                 r"random_weights must be True or False, got 'no'", id="encoder-random-weights-str"),
+    pytest.param(lambda kit: loader(kit, shuffle="no"), ValueError, r"shuffle must be True or False, got 'no'",
+                 id="loader-shuffle-str"),
+    pytest.param(lambda kit: TrainConfig(restore_best="no"), ValueError,
+                 r"restore_best must be True or False, got 'no'", id="config-restore-best-str"),
+    pytest.param(lambda kit: TrainConfig(show_progress_bar=1), ValueError,
+                 r"show_progress_bar must be True or False, got 1", id="config-progress-int"),
+    pytest.param(lambda kit: fresh_model("backbone", model_name=kit.dirs["bert"], cache="no"), ValueError,
+                 r"cache must be True or False, got 'no'", id="fresh-model-cache-str"),
     # MultiTaskSentenceTransformer.predict
     pytest.param(lambda kit: kit.model.predict(["ok", 3]), TypeError, r"sentences\[1\] is int", id="predict-int-item"),
     pytest.param(lambda kit: kit.model.predict(None), TypeError, r"sentences must be a str.*got NoneType",

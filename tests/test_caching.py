@@ -1,10 +1,11 @@
 """The frozen bottom, cached: same outputs, computed once per sentence, refused when it would be stale."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from helpers import TASKS, MultiTaskSentenceTransformer, TrainConfig, freeze, make_loader, set_seed, train
+from helpers import TASKS, MultiTaskSentenceTransformer, TrainConfig, caching, freeze, make_loader, set_seed, train
 from helpers.caching import cache_frozen_bottom, frozen_bottom_depth
 from helpers.parameters import transformer_layers
 
@@ -127,8 +128,54 @@ def cache_states(model) -> list[torch.Tensor]:
     return list(model.encoder.bottom_cache.states.values())
 
 
-@pytest.mark.parametrize("change", ["load_state_dict", "in-place edit"])
-def test_new_frozen_weights_empty_the_cache(tiny_model_dirs, change):
+def _bottom_tensors(model) -> list[torch.nn.Parameter]:
+    backbone = model.encoder.backbone
+    return [*backbone.embeddings.parameters(), *transformer_layers(backbone)[0].parameters()]
+
+
+def _shift(tensor: torch.Tensor) -> torch.Tensor:
+    """Noise, not a constant: LayerNorm would remove one."""
+    return 0.1 * torch.randn(tensor.shape, generator=torch.Generator().manual_seed(0))
+
+
+# Every way of writing a frozen weight: through the parameter (its version counter moves), new storage (its data
+# pointer moves), and through .data or a NumPy view of its storage (neither moves: the sampled values do).
+WRITES = {
+    "load_state_dict": lambda model, other: model.load_state_dict(other.state_dict()),
+    "in-place edit": lambda model, other: model.encoder.backbone.embeddings.word_embeddings.weight.add_(
+        _shift(model.encoder.backbone.embeddings.word_embeddings.weight)),
+    ".data in place": lambda model, other: transformer_layers(model.encoder.backbone)[0].output.dense.weight.data
+    .mul_(1.5),
+    ".data copied into": lambda model, other: [mine.data.copy_(theirs) for mine, theirs in
+                                               zip(_bottom_tensors(model), _bottom_tensors(other))],
+    ".data replaced": lambda model, other: [setattr(p, "data", p.data + _shift(p)) for p in _bottom_tensors(model)],
+    "vector_to_parameters": lambda model, other: torch.nn.utils.vector_to_parameters(
+        torch.nn.utils.parameters_to_vector(_bottom_tensors(other)), _bottom_tensors(model)),
+    "a NumPy view": lambda model, other: np.multiply(
+        transformer_layers(model.encoder.backbone)[0].output.dense.weight.detach().numpy(), 1.5,
+        out=transformer_layers(model.encoder.backbone)[0].output.dense.weight.detach().numpy()),
+    "one value of a small tensor through .data": lambda model, other: transformer_layers(
+        model.encoder.backbone)[0].output.LayerNorm.weight.data.__setitem__(3, 2.0),
+    "one unsampled value through the parameter": lambda model, other: _layer_0_output(model).view(-1)[
+        _unsampled(model)].add_(1.0),
+    "one unsampled value in new storage": lambda model, other: setattr(
+        _layer_0_output(model), "data", _layer_0_output(model).detach().clone().view(-1).index_add_(
+            0, torch.tensor([_unsampled(model)]), torch.ones(1)).view_as(_layer_0_output(model))),
+}
+
+
+def _layer_0_output(model) -> torch.nn.Parameter:
+    return transformer_layers(model.encoder.backbone)[0].output.dense.weight
+
+
+def _unsampled(model) -> int:
+    """The position of a value of layer 0's output weight (2,048 values) that the cache's sample leaves out."""
+    weight = _layer_0_output(model)
+    return min(set(range(weight.numel())) - set(caching._positions(weight.numel(), weight.device).tolist()))
+
+
+@pytest.mark.parametrize("write", WRITES)
+def test_new_frozen_weights_empty_the_cache(tiny_model_dirs, write):
     model, other = model_of(tiny_model_dirs["bert"]).eval(), model_of(tiny_model_dirs["bert"])
     with torch.no_grad():
         for parameter in other.parameters():
@@ -136,13 +183,10 @@ def test_new_frozen_weights_empty_the_cache(tiny_model_dirs, change):
     batch = model.tokenize(TEXTS)
     cache_frozen_bottom(model)
     with torch.no_grad():
-        model(**batch)  # filled with the first weights
-        if change == "load_state_dict":
-            model.load_state_dict(other.state_dict())
-        else:
-            embedding = model.encoder.backbone.embeddings.word_embeddings.weight
-            embedding.add_(torch.linspace(-0.1, 0.1, embedding.shape[1]))  # not a constant: LayerNorm removes one
+        before = model(**batch)  # filled with the first weights
+        WRITES[write](model, other)
     cached, plain = cached_and_plain(model, batch)
+    assert not torch.allclose(plain["topic"], before["topic"], rtol=0, atol=1e-4)  # the write changed the outputs
     for task in TASKS:
         torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
 
@@ -183,3 +227,48 @@ def test_restoring_the_best_checkpoint_keeps_the_cache(tiny_model_dirs):
     train(model, loader, make_loader(FRAME, model.tokenize, batch_size=4),
           TrainConfig(epochs=2, lr=1e-3, device="cpu", eval_every=1))
     assert len(cache) == len(TEXTS)
+
+
+def test_the_estimate_counts_each_sentences_tokens(tiny_model_dirs, monkeypatch):
+    encoder = model_of(tiny_model_dirs["bert"]).encoder
+    per_token = 4 * encoder.embedding_dim + 8  # float32 states and an int64 key
+    texts = ["one two three", "four five six seven eight nine ten"]  # 5 and 9 tokens with [CLS] and [SEP]
+    assert caching.cache_bytes(encoder, texts) == 2 * caching.ENTRY_BYTES + 14 * per_token
+    tokenized = []
+    monkeypatch.setattr(encoder, "prepared", lambda batch: tokenized.append(len(batch)) or batch)
+    same_length = [f"sentence {i} here" for i in range(50)]  # 5 tokens each
+    assert caching.cache_bytes(encoder, same_length, sample=4) == 50 * (caching.ENTRY_BYTES + 5 * per_token)
+    assert tokenized == [4]  # a sample stands for the rest
+    assert caching.cache_bytes(encoder, []) == 0
+    encoder.max_seq_length = 3
+    assert caching.cache_bytes(encoder, texts) == 2 * (caching.ENTRY_BYTES + 3 * per_token)  # truncated, as cached
+
+
+def test_a_training_only_cache_keeps_what_training_passes_and_computes_the_rest(tiny_model_dirs):
+    model = model_of(tiny_model_dirs["bert"])
+    cache = cache_frozen_bottom(model, training_only=True)
+    train_batch, other_batch = model.tokenize(TEXTS[:4]), model.tokenize(TEXTS[4:])
+    with torch.no_grad():
+        model.train()
+        model(**train_batch)
+        model.eval()
+        cached, plain = cached_and_plain(model, other_batch)
+    assert len(cache) == 4  # the evaluation batch was computed, used and dropped
+    for task in TASKS:
+        torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
+    cached, plain = cached_and_plain(model, train_batch)
+    for task in TASKS:
+        torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
+
+
+def test_states_spread_over_several_slabs_stay_right(tiny_model_dirs, monkeypatch):
+    monkeypatch.setattr(caching, "SLAB_BYTES", 4 * 32 * 12)  # 12 token vectors of 32 values: a slab per batch or so
+    model = model_of(tiny_model_dirs["bert"]).eval()
+    cache = cache_frozen_bottom(model)
+    with torch.no_grad():
+        for start in range(0, len(TEXTS), 3):
+            model(**model.tokenize(TEXTS[start:start + 3]))
+    assert len({state.untyped_storage().data_ptr() for state in cache.states.values()}) > 2
+    cached, plain = cached_and_plain(model, model.tokenize(TEXTS))
+    for task in TASKS:
+        torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from helpers import TASKS, MultiTaskSentenceTransformer, make_loader, set_seed
-from helpers.data import split_loaders
+from helpers.data import LengthGroupedBatches, split_loaders
 from helpers.losses import task_losses
 from helpers.metrics import evaluate
 from helpers.training import TrainConfig, lr_factor, train, train_step
@@ -469,7 +469,7 @@ def test_early_stopping_in_the_middle_of_a_log_window_keeps_its_training_rows(ti
     """Catches the steps since the last training row dropped when validation stops the run."""
     from helpers import training
 
-    scores = iter([0.9, 0.1, 0.1, 0.1, 0.1])
+    scores = iter([0.1, 0.9, 0.1, 0.1, 0.1])  # step 0 (before training), then steps 3 and 4
     monkeypatch.setattr(training, "evaluate", lambda *args, **kwargs: {
         task: {"loss": 1.0, "accuracy": 0.5, "macro_f1": next(scores) if task == "topic" else 0.5, "n": 4}
         for task in TASKS})
@@ -498,3 +498,14 @@ def test_every_epoch_gets_new_batches_of_similar_lengths(tiny):
         assert sum(len(batch) for batch in batches) == len(frame)
     assert epochs[0] != epochs[1] != epochs[2] and epochs[0] != epochs[2]
     assert len({tuple(map(tuple, epoch[0])) for epoch in epochs}) == 3  # even the first batch differs
+
+
+def test_batches_leave_an_epoch_in_random_order_not_in_the_order_they_were_built():
+    """Catches length-grouped batches yielded as built: shortest first, so every epoch would open with its
+    shortest sentences and close with its longest."""
+    lengths = [(7 * i) % 96 + 1 for i in range(96)]
+    sampler = LengthGroupedBatches(lengths, batch_size=4, seed=0, chunk_batches=24)  # one chunk: the whole epoch
+    for _ in range(3):
+        shortest = [min(lengths[row] for row in batch) for batch in sampler]
+        assert sorted(shortest) == [1 + 4 * k for k in range(24)]  # batches of 4 neighbours in length
+        assert shortest != sorted(shortest)

@@ -2,7 +2,9 @@
 
 import dataclasses
 import json
+import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,6 +26,7 @@ from helpers import (
     distributed,
     make_loader,
     set_seed,
+    training,
 )
 from helpers.data import LengthGroupedBatches
 from helpers.training import HISTORY_COLUMNS, TrainConfig, train
@@ -223,6 +226,38 @@ def test_one_step_on_two_processes_equals_one_step_on_the_whole_batch(tiny_model
     assert not torch.equal(start["heads.topic.weight"], model.state_dict()["heads.topic.weight"])
     ddp_weights = pd.read_csv(tmp_path / "history0.csv").set_index("task")["weight"].dropna()
     assert ddp_weights.to_dict() == pytest.approx(history.set_index("task")["weight"].dropna().to_dict(), abs=1e-6)
+
+
+def non_finite_loss_on_rank_1(rank: int, port: int, folder: str, out: Path) -> None:
+    """fp16 as on an older GPU (simulated on the CPU: autocast and a gradient scaler), where a step's gradient norm
+    may be inf by design and only the loss is checked; rank 1's loss is NaN, rank 0's is not."""
+    join_group(rank, port)
+    try:
+        training.training_dtype = lambda config: torch.float16
+        training.grad_scaler = lambda device, dtype: torch.amp.GradScaler("cpu", enabled=True)
+        if rank == 1:
+            losses = training.task_losses
+            training.task_losses = lambda *args, **kwargs: {task: loss * math.nan
+                                                            for task, loss in losses(*args, **kwargs).items()}
+        model = model_from(folder)
+        loader = distributed.make_loader(FULL, model.tokenize, TASKS, batch_size=4, shuffle=True)
+        try:
+            train(model, loader, None, ONE_STEP)
+            outcome = "finished"
+        except Exception as error:  # what each rank met, for the test to read
+            outcome = f"{type(error).__name__}: {error}"
+        (out / f"rank{rank}.txt").write_text(outcome)
+    finally:
+        distributed.teardown()
+
+
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_the_same_step(tiny_model_dirs, tmp_path):
+    spawn_two(non_finite_loss_on_rank_1, str(tiny_model_dirs["bert"]), tmp_path, timeout=90)
+    for rank in range(2):
+        outcome = (tmp_path / f"rank{rank}.txt").read_text()
+        assert re.fullmatch(r"FloatingPointError: the loss \(\S+\) or the gradient norm \(\S+\) is not finite "
+                            r"on 1 of 2 processes \(numbers of this one\); the weights were not updated at epoch 1, "
+                            r"step 1;.*", outcome), (rank, outcome)
 
 
 def run_torchrun(arguments: list[str], timeout: float = 240) -> tuple[int, str]:

@@ -192,6 +192,7 @@ def test_fresh_models_have_the_same_heads_and_cache_what_their_strategy_freezes(
     assert torch.equal(first.heads["topic"].weight, second.heads["topic"].weight)
     assert first.encoder.bottom_cache.n_layers == 1 and second.encoder.bottom_cache is first.encoder.bottom_cache
     assert fresh_model("none", model_name=tiny_model_dirs["bert"]).encoder.bottom_cache is None
+    assert fresh_model("embeddings", model_name=tiny_model_dirs["bert"]).encoder.bottom_cache is None  # a lookup
     assert fresh_model("bottom:2", model_name=tiny_model_dirs["bert"], cache=False).encoder.bottom_cache is None
     assert sum(p.requires_grad for p in second.encoder.parameters()) == 0
 

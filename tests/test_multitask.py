@@ -96,6 +96,52 @@ def test_save_may_overwrite_a_saved_model(tiny, tmp_path):
     assert (tmp_path / "m" / WEIGHTS_FILE).is_file() and not list((tmp_path / "m").glob("*.tmp"))
 
 
+def test_extra_files_are_saved_with_the_model_and_replaced_by_the_next_save(tiny, tmp_path):
+    folder = tmp_path / "m"
+    tiny.save(folder, extra_files={"history.csv": "step,loss\n1,0.5\n", "metrics.json": "{}"})
+    assert (folder / "history.csv").read_text() == "step,loss\n1,0.5\n" and (folder / "metrics.json").is_file()
+    recorded = json.loads((folder / CONFIG_FILE).read_text())["saved_by"]["files"]
+    assert {"history.csv", "metrics.json", CONFIG_FILE, WEIGHTS_FILE, "backbone", "README.md"} == set(recorded)
+    tiny.save(folder, extra_files={"history.csv": "step,loss\n"})
+    assert (folder / "history.csv").read_text() == "step,loss\n"
+    assert not (folder / "metrics.json").exists()  # the previous save's: it described the model replaced
+
+
+def test_a_users_file_with_the_name_of_an_extra_file_is_kept(tiny, tmp_path):
+    folder = tmp_path / "m"
+    tiny.save(folder)
+    (folder / "history.csv").write_text("my own notes")
+    with pytest.warns(UserWarning, match="kept the history.csv in m: save did not write it"):
+        tiny.save(folder, extra_files={"history.csv": "step,loss\n", "metrics.json": "{}"})
+    assert (folder / "history.csv").read_text() == "my own notes" and (folder / "metrics.json").is_file()
+    assert "history.csv" not in json.loads((folder / CONFIG_FILE).read_text())["saved_by"]["files"]
+
+
+@pytest.mark.parametrize("name", ["config.json", "README.md", "backbone", "../outside.csv", "", ".."])
+def test_extra_files_may_not_take_the_models_names_or_leave_the_folder(tiny, tmp_path, name):
+    with pytest.raises(ValueError, match=r"extra_files cannot be named .*give plain file names other than"):
+        tiny.save(tmp_path / "m", extra_files={name: "x"})
+    assert not (tmp_path / "m").exists() and not (tmp_path / "outside.csv").exists()
+
+
+def test_a_folder_saved_before_saves_recorded_their_files_is_still_replaced(tiny, tmp_path):
+    """Saves used to mark their card by its hash in config.json and own a fixed set of entries."""
+    folder = tmp_path / "m"
+    tiny.save(folder)
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    config["model_card_sha256"] = config.pop("saved_by")["sha256"]["README.md"]
+    (folder / CONFIG_FILE).write_text(json.dumps(config))
+    (folder / "NOTES.md").write_text("mine")
+    tiny.save(folder, extra_files={"history.csv": ""})  # neither refused nor warned about: the card was its own
+    assert sorted(path.name for path in folder.iterdir()) == sorted(
+        ["NOTES.md", "README.md", "backbone", CONFIG_FILE, WEIGHTS_FILE, "history.csv"])
+    (folder / CONFIG_FILE).write_text(json.dumps(config))  # the old record again, and an edited card
+    (folder / "README.md").write_text("my card")
+    with pytest.warns(UserWarning, match="kept the README.md"):
+        tiny.save(folder)
+    assert (folder / "README.md").read_text() == "my card"
+
+
 def test_load_missing_folder_or_files(tiny, tmp_path):
     with pytest.raises(FileNotFoundError, match="config.json is missing"):
         MultiTaskSentenceTransformer.load(tmp_path / "nothing")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import TASKS, MultiTaskSentenceTransformer, multitask, set_seed
+from helpers import TASKS, MultiTaskSentenceTransformer, multitask, saving, set_seed
 
 DISK_FULL = "No space left on device"
 
@@ -23,9 +23,9 @@ def half_written_weights(state, path, metadata=None):
     fail()
 
 
-def fail_json_file(monkeypatch, name: str) -> None:
-    write_json = multitask.write_json
-    monkeypatch.setattr(multitask, "write_json", lambda path, data: fail() if path.name == name
+def fail_json_file(monkeypatch, name: str, module=multitask) -> None:
+    write_json = module.write_json
+    monkeypatch.setattr(module, "write_json", lambda path, data: fail() if path.name == name
                         else write_json(path, data))
 
 
@@ -42,7 +42,7 @@ STAGES = {
     "sentence-bert-config": lambda mp, model: fail_json_file(mp, "sentence_bert_config.json"),
     "weights": lambda mp, model: mp.setattr(multitask, "save_file", fail),
     "weights-half-written": lambda mp, model: mp.setattr(multitask, "save_file", half_written_weights),
-    "config": lambda mp, model: fail_json_file(mp, "config.json"),
+    "config": lambda mp, model: fail_json_file(mp, "config.json", saving),  # the marker, written by helpers.saving
     "rename-old-aside": lambda mp, model: fail_rename(mp, lambda source: source.parent.name == "m"),
     "rename-new-in": lambda mp, model: fail_rename(mp, lambda source: ".tmp-" in str(source)),
 }

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TINY
+from transformers import AutoModel, AutoTokenizer, BertConfig
 
 from helpers import TASKS, MultiTaskSentenceTransformer, SentenceTransformer, set_seed
+from helpers.backbone import bundled_model_path
 
 st_ref = pytest.importorskip("sentence_transformers")
 
@@ -122,3 +125,54 @@ def test_a_folder_that_save_did_not_write_is_refused(tiny_model_dirs, minilm, tm
         assert sorted(path.name for path in (tmp_path / folder).iterdir()) == before
     with pytest.raises(FileExistsError, match="is not empty and does not hold a saved model"):
         MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"]).save(tmp_path / "encoder")
+
+
+@pytest.fixture(scope="module")
+def cased_folder(tmp_path_factory):
+    """A tiny BERT whose tokenizer keeps case (MiniLM's vocabulary is lowercase: "The" becomes [UNK])."""
+    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()), do_lower_case=False)
+    config = BertConfig(**TINY, vocab_size=tokenizer.vocab_size)
+    folder = tmp_path_factory.mktemp("tiny-cased")
+    AutoModel.from_config(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def set_setting(folder: Path, name: str, value: object) -> None:
+    path = folder / "sentence_bert_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), name: value}))
+
+
+CASED = ["The Striker SCORED twice.", "Markets Fell", "a"]
+
+
+def test_a_folder_that_asks_for_lowercase_input_gets_it_here_and_keeps_it_when_saved(cased_folder, tmp_path):
+    SentenceTransformer(cased_folder).save(tmp_path / "encoder")
+    set_setting(tmp_path / "encoder", "do_lower_case", True)
+    reference = reference_of(tmp_path / "encoder")
+    encoder = SentenceTransformer(tmp_path / "encoder")
+    assert encoder.do_lower_case
+    np.testing.assert_allclose(encoder.encode(CASED), reference.encode(CASED), rtol=0, atol=1e-5)
+    assert not np.allclose(SentenceTransformer(cased_folder).encode(CASED), reference.encode(CASED), atol=1e-3)
+    encoder.save(tmp_path / "again")
+    np.testing.assert_allclose(reference_of(tmp_path / "again").encode(CASED), reference.encode(CASED), rtol=0,
+                               atol=1e-5)
+    model = MultiTaskSentenceTransformer(TASKS, tmp_path / "encoder")
+    model.save(tmp_path / "multitask")
+    loaded = MultiTaskSentenceTransformer.load(tmp_path / "multitask").encoder
+    np.testing.assert_array_equal(loaded.encode(CASED), encoder.encode(CASED))
+
+
+@pytest.mark.parametrize("pooling", [None, "mean"])
+def test_a_folder_with_a_module_this_encoder_does_not_apply_is_refused_by_name(tiny_model_dirs, tmp_path, pooling):
+    SentenceTransformer(tiny_model_dirs["bert"]).save(tmp_path / "encoder")
+    modules_path = tmp_path / "encoder" / "modules.json"
+    modules = json.loads(modules_path.read_text())
+    modules_path.write_text(json.dumps([*modules, {"idx": 2, "name": "2", "path": "2_Dense",
+                                                   "type": "sentence_transformers.models.Dense"}]))
+    with pytest.raises(ValueError, match=r"encoder/modules\.json lists 2_Dense \(sentence_transformers\.models\.Dense\)"
+                                         r", which this encoder does not apply"):
+        SentenceTransformer(tmp_path / "encoder", pooling=pooling)
+    modules_path.write_text(json.dumps([*modules, {"idx": 2, "name": "2", "path": "2_Normalize",
+                                                   "type": "sentence_transformers.models.Normalize"}]))
+    assert SentenceTransformer(tmp_path / "encoder", pooling=pooling).embedding_dim == 32  # Normalize: left out

@@ -136,6 +136,15 @@ def test_early_stopping_and_best_checkpoint_restore_in_memory(model, monkeypatch
         assert torch.equal(value, states[1][key]), key  # the second validation was the best
 
 
+def test_the_validation_before_the_first_step_can_be_the_best(model, monkeypatch):
+    """Catches a best checkpoint that ignores step 0: training that only hurt must end at the start."""
+    states = scripted_evaluations(monkeypatch, [0.9, 0.5, 0.4, 0.3, 0.2])
+    train(model, *loaders(model), quick_config(epochs=2, eval_every=1))
+    assert len(states) == 5 and not torch.equal(states[1]["heads.topic.weight"], states[0]["heads.topic.weight"])
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, states[0][key]), key
+
+
 def test_best_checkpoint_saved_to_disk_and_restored(model, monkeypatch, tmp_path):
     states = scripted_evaluations(monkeypatch, [0.9, 0.1, 0.2])
     train(model, *loaders(model), quick_config(epochs=3, checkpoint_dir=tmp_path / "best"))
@@ -278,6 +287,8 @@ def test_history_names_the_encoder_and_head_learning_rates(model):
     history = train(model, loaders(model)[0], None, quick_config(epochs=1, lr=1e-3, head_lr=1e-2))
     first = history[history["split"] == "train"].iloc[0]
     assert first["lr"] == pytest.approx(1e-3) and first["head_lr"] == pytest.approx(1e-2)
+    history = train(model, loaders(model)[0], None, quick_config(epochs=1, lr=1e-3, head_lr=None))
+    assert history[history["split"] == "train"].iloc[0]["head_lr"] == pytest.approx(1e-3)  # None: the encoder's
 
 
 def test_evaluation_follows_the_inference_rule_float32_on_a_cpu_even_with_native_bf16(model, monkeypatch):
