@@ -103,9 +103,10 @@ class MultiTaskSentenceTransformer(HasDevice, nn.Module):
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
         return self.encoder.tokenize(texts)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Token ids ``(batch, seq)`` -> ``{task: logits (batch, n_labels)}``: one shared sentence vector,
-        dropout, then each task's head."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
+        """Token ids ``(batch, seq)`` -> ``{task: logits (batch, n_labels)}``: one shared
+        sentence vector, dropout, then each task's head."""
         shared = self.dropout(self.encoder(input_ids, attention_mask))
         return {task: head(shared) for task, head in self.heads.items()}
 
