@@ -111,13 +111,16 @@ class BottomCache:
         it: a tensor per sentence, or per batch, would leave the memory allocator holding more than twice the
         states' size in scattered free space (measured with glibc, which then maps slabs this size on their own)."""
         rows = sum(len(state) for state in states)
-        if self.slab_used + rows > len(self.slab):
-            self.slab = torch.empty(max(rows, SLAB_BYTES // (4 * states[0].shape[1])), states[0].shape[1])
-            self.slab_used = 0
-        block = self.slab[self.slab_used:self.slab_used + rows]
-        torch.cat(states, out=block)
-        self.slab_used += rows
-        self.states.update(zip(keys, block.split([len(state) for state in states])))
+        # Outside inference mode even when called under it (predict, encode): a slab made there would be an
+        # inference tensor, which training could not write its states into later.
+        with torch.inference_mode(False):
+            if self.slab_used + rows > len(self.slab):
+                self.slab = torch.empty(max(rows, SLAB_BYTES // (4 * states[0].shape[1])), states[0].shape[1])
+                self.slab_used = 0
+            block = self.slab[self.slab_used:self.slab_used + rows]
+            torch.cat(states, out=block)
+            self.slab_used += rows
+            self.states.update(zip(keys, block.split([len(state) for state in states])))
 
     def _bottom(self, backbone: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 lengths: list[int]) -> list[torch.Tensor]:

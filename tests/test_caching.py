@@ -272,3 +272,16 @@ def test_states_spread_over_several_slabs_stay_right(tiny_model_dirs, monkeypatc
     cached, plain = cached_and_plain(model, model.tokenize(TEXTS))
     for task in TASKS:
         torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
+
+
+def test_a_cache_filled_under_inference_mode_goes_on_filling_in_training(tiny_model_dirs):
+    """predict and encode run under torch.inference_mode: a slab made there must still take training's states."""
+    model = model_of(tiny_model_dirs["bert"])
+    cache = cache_frozen_bottom(model)
+    model.predict(TEXTS[:4])  # fills the cache, and starts its slab, in inference mode
+    train(model, make_loader(FRAME, model.tokenize, batch_size=4, shuffle=True), None,
+          TrainConfig(epochs=1, lr=1e-3, device="cpu", warmup_ratio=0.0))  # the other four sentences join it
+    assert len(cache) == len(TEXTS)
+    cached, plain = cached_and_plain(model, model.tokenize(TEXTS))
+    for task in TASKS:
+        torch.testing.assert_close(cached[task], plain[task], rtol=0, atol=1e-5)
