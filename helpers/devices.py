@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .memory import return_freed_memory
 from .precision import autocast, autocast_dtype
 
 
@@ -122,3 +123,4 @@ def inference(module: nn.Module, device: str | torch.device | None = None, preci
                 return module(to_device(input_ids, target), to_device(attention_mask, target))
 
         yield forward
+    return_freed_memory()  # batches of many sizes leave their activations' memory scattered: give it back

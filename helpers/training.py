@@ -24,6 +24,7 @@ from .checks import check_choice, is_bool, is_finite_number, is_int, is_positive
 from .devices import module_device, pick_device, to_device
 from .freezing import GradualUnfreezing, head_learning_rate, optimizer_groups
 from .losses import label_counts, labelled, task_losses
+from .memory import return_freed_memory
 from .metrics import evaluate
 from .precision import autocast, autocast_dtype, check_precision, grad_scaler
 from .progress import progress_bar
@@ -210,8 +211,12 @@ class BestCheckpoint:
     only rank 0 writes ``directory``, and at the end it passes the weights it reads back to the others.
     """
 
-    def __init__(self, patience: int | None = None, directory: str | Path | None = None) -> None:
-        self.patience, self.directory = patience, directory
+    def __init__(self, patience: int | None = None, directory: str | Path | None = None,
+                 changing: set[str] | None = None) -> None:
+        """``changing``: the state-dict entries that training can change (the trainable parameters, when nothing
+        unfreezes during the run); only those are copied in memory, the frozen rest is never duplicated. None:
+        every entry."""
+        self.patience, self.directory, self.changing = patience, directory, changing
         self.score, self.state, self.stale = -math.inf, None, 0
 
     def update(self, model: nn.Module, score: float) -> bool:
@@ -221,7 +226,8 @@ class BestCheckpoint:
             if self.directory is not None:
                 distributed.save_on_main(model, self.directory)
             else:
-                self.state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+                self.state = {name: value.detach().clone() for name, value in model.state_dict().items()
+                              if self.changing is None or name in self.changing}
         else:
             self.stale += 1
         return self.patience is not None and self.stale >= self.patience
@@ -239,15 +245,16 @@ class BestCheckpoint:
 
 
 def _load_changed(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """``model.load_state_dict(state)``, writing only the tensors that differ: frozen weights are left untouched,
-    so a cache of the frozen bottom (``helpers.caching``) stays valid."""
+    """``model.load_state_dict(state, strict=False)`` for the entries ``state`` holds, writing only the tensors
+    that differ: frozen weights are left untouched, so a cache of the frozen bottom (``helpers.caching``) stays
+    valid."""
     current = model.state_dict()
-    if current.keys() != state.keys():
-        model.load_state_dict(state)  # raises, naming the missing and unexpected keys
+    if not state.keys() <= current.keys():
+        model.load_state_dict(state)  # raises, naming the unexpected keys
     with torch.no_grad():
-        for name, tensor in current.items():
-            if not torch.equal(tensor, state[name].to(tensor.device)):
-                tensor.copy_(state[name])
+        for name, tensor in state.items():
+            if not torch.equal(current[name], tensor.to(current[name].device)):
+                current[name].copy_(tensor)
 
 
 class History:
@@ -361,8 +368,10 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
     total_steps = config.epochs * len(train_loader)
     warmup = int(config.warmup_ratio * total_steps)
     head_lr = head_learning_rate(config.lr, config.head_lr)
-    history, best = History(weighting, config.metric), BestCheckpoint(config.early_stopping_patience,
-                                                                      config.checkpoint_dir)
+    # Without unfreezing, what trains is fixed for the run: the best checkpoint need copy only that
+    changing = None if unfreezing is not None else {name for name, p in model.named_parameters() if p.requires_grad}
+    history = History(weighting, config.metric)
+    best = BestCheckpoint(config.early_stopping_patience, config.checkpoint_dir, changing)
     step, stop = 0, False
     if val_loader is not None and config.eval_every is not None:  # the curves' starting point: step 0
         best.update(model, history.log_val(0, 0, evaluate(model, val_loader, precision=config.precision)))
@@ -378,6 +387,7 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
             progress.update()
             try:
                 history.add(train_step(parallel, batch, optimizer, weighting, dtype, scaler, config.max_grad_norm))
+                return_freed_memory()  # steps of many batch shapes scatter freed memory: hand it back each time
             except FloatingPointError as error:
                 raise FloatingPointError(f"{error} at epoch {epoch}, step {step}; lower the learning rate or "
                                          "check the batch for bad inputs") from None
@@ -393,9 +403,11 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
         if stop:
             break
     progress.close()
+    optimizer.zero_grad(set_to_none=True)  # the last step's gradients serve nothing now: release their memory
     if config.restore_best and val_loader is not None:
         best.restore(model)
     model.eval()
+    return_freed_memory()
     return history.frame()
 
 

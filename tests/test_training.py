@@ -145,6 +145,33 @@ def test_the_validation_before_the_first_step_can_be_the_best(model, monkeypatch
         assert torch.equal(value, states[0][key]), key
 
 
+def test_the_best_checkpoint_in_memory_copies_only_what_trains_and_restores_it(model, monkeypatch):
+    """A frozen bottom is never duplicated in memory, and the best weights still come back whole."""
+    from helpers import freeze
+    freeze(model, "bottom:1")
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    copied = []
+    original_update = training_module.BestCheckpoint.update
+
+    def spy(self, model, score):
+        stop = original_update(self, model, score)
+        copied.append(set(self.state or {}))
+        return stop
+
+    monkeypatch.setattr(training_module.BestCheckpoint, "update", spy)
+    states = scripted_evaluations(monkeypatch, [0.2, 0.9, 0.1])
+    train(model, *loaders(model), quick_config(epochs=3))
+    assert copied[-1] == trainable  # and no frozen entry
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, states[1][key]), key
+
+
+def test_training_leaves_no_gradient_behind(model):
+    """The last step's gradients would hold as much memory as the trained weights, for nothing."""
+    train(model, *loaders(model), quick_config(epochs=1))
+    assert all(p.grad is None for p in model.parameters())
+
+
 def test_best_checkpoint_saved_to_disk_and_restored(model, monkeypatch, tmp_path):
     states = scripted_evaluations(monkeypatch, [0.9, 0.1, 0.2])
     train(model, *loaders(model), quick_config(epochs=3, checkpoint_dir=tmp_path / "best"))
