@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import PreTrainedTokenizerBase
 
 from .backbone import DEFAULT_MODEL, load_backbone, position_limit, resolve_model_path
 from .checks import as_text_list, check_batch_size, check_bool, check_positive_int
@@ -20,6 +22,20 @@ from .st_format import check_modules, declared_lower_case, declared_pooling, sav
 
 if TYPE_CHECKING:
     from .caching import BottomCache
+
+
+@dataclass(frozen=True)
+class Tokenize:
+    """Texts -> the padded batch an encoder reads (see ``SentenceTransformer.tokenize``)."""
+
+    tokenizer: PreTrainedTokenizerBase
+    max_seq_length: int
+    lower_case: bool  # as sentence-transformers does, for a folder that asks for it (``do_lower_case``)
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        texts = [text.lower() for text in texts] if self.lower_case else texts
+        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
+                                   return_tensors="pt", return_token_type_ids=False))
 
 
 class SentenceTransformer(HasDevice, nn.Module):
@@ -78,10 +94,13 @@ class SentenceTransformer(HasDevice, nn.Module):
         """The texts as the tokenizer gets them: lowercased when the model's folder asks for it."""
         return [text.lower() for text in texts] if self.do_lower_case else texts
 
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Pad a batch to its longest sentence and truncate at ``max_seq_length``."""
-        return dict(self.tokenizer(self.prepared(texts), padding=True, truncation=True,
-                                   max_length=self.max_seq_length, return_tensors="pt", return_token_type_ids=False))
+    @property
+    def tokenize(self) -> Tokenize:
+        """``encoder.tokenize(texts)`` pads a batch to its longest sentence and truncates at ``max_seq_length``.
+
+        It is an object of its own, the tokenizer and these settings without the weights, so a DataLoader that
+        keeps it (``make_loader(rows, model.tokenize)``) keeps no model alive."""
+        return Tokenize(self.tokenizer, self.max_seq_length, self.do_lower_case)
 
     def length_sorted_batches(self, texts: list[str], batch_size: int, show_progress_bar: bool = False
                               ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:

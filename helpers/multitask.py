@@ -21,7 +21,7 @@ from .backbone import DEFAULT_MODEL
 from .card import model_card
 from .checks import as_text_list, check_batch_size, check_bool, check_positive_int
 from .devices import HasDevice, inference, pick_device
-from .embedder import SentenceTransformer
+from .embedder import SentenceTransformer, Tokenize
 from .saving import check_target, is_plain_name, owned_entries, save_folder, write_json
 
 FORMAT = "helpers.MultiTaskSentenceTransformer"
@@ -100,8 +100,10 @@ class MultiTaskSentenceTransformer(HasDevice, nn.Module):
         if device is not None:
             self.to(pick_device(device))
 
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return self.encoder.tokenize(texts)
+    @property
+    def tokenize(self) -> Tokenize:
+        """``model.tokenize(texts)``: the encoder's, which keeps no model alive in a loader."""
+        return self.encoder.tokenize
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
                 ) -> dict[str, torch.Tensor]:

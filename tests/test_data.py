@@ -196,3 +196,21 @@ def test_batching_is_checked_by_name_and_portion_batches_need_one_process():
         make_loader(frame, str.split, shuffle=True, batching="task")
     with pytest.raises(ValueError, match="one process"):
         make_loader(frame, str.split, shuffle=True, batching="portion", world_size=2)
+
+
+def test_a_loader_keeps_the_tokenizer_and_not_the_model(tiny_model_dirs):
+    """A DataLoader lives as long as a notebook keeps it; the model it tokenized for must be free to go."""
+    import gc
+    import weakref
+
+    from helpers import MultiTaskSentenceTransformer
+    model = MultiTaskSentenceTransformer(TASKS, tiny_model_dirs["bert"])
+    frame = pd.DataFrame({"text": ["a b", "c d e"], "split": "train", "topic": ["world", "sports"],
+                          "sentiment": [None, "positive"]})
+    loader = make_loader(frame, model.tokenize)
+    expected = model.encoder.tokenizer(["a b", "c d e"], padding=True, return_tensors="pt")["input_ids"]
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None
+    assert torch.equal(next(iter(loader))["input_ids"], expected)
