@@ -18,8 +18,8 @@ CORPUS = Path(__file__).resolve().parents[1] / "data" / "sentences.csv"
 # table): "top k" trains the top k of the 6 layers and the heads over a frozen bottom; "full" trains everything,
 # the embeddings included. Heads only (the `backbone` strategy) is fitted by L-BFGS instead (helpers.probe).
 STRATEGIES = {"top 1": "bottom:5", "top 2": "bottom:4", "top 3": "bottom:3", "top 6": "embeddings", "full": "none"}
-# Deeper fine-tuning takes smaller encoder steps; fresh heads take large ones (at 2e-3 they are still underfitted
-# after one epoch, which hides what the encoder learned).
+# Deeper fine-tuning takes smaller encoder steps; fresh heads take large ones: they start from random weights and
+# must move far within one epoch.
 ENCODER_LR = {"top 1": 2e-4, "top 2": 2e-4, "top 3": 2e-4, "top 6": 1e-4, "full": 1e-4}
 HEAD_LR = 5e-3
 CPU_RECIPE = "top 3"  # one epoch of it: notebook 04's recipe
