@@ -17,6 +17,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from helpers import (
     IGNORE_INDEX,
@@ -129,10 +130,22 @@ def one_step(rank: int, port: int, folder: str, out: Path) -> None:
         distributed.teardown()
 
 
-def weights_and_gradients(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights after the step, and the step's gradients (Adam's first step hardly depends on the
-    gradient's scale, so a gradient off by a constant factor would hide behind equal weights)."""
-    gradients = {f"{name}.grad": p.grad for name, p in model.named_parameters() if p.grad is not None}
+def train_keeping_gradients(model: torch.nn.Module, loader, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """Train; return the weights after the step and the step's gradients as the optimizer saw them (``train``
+    releases them when it ends). Adam's first step hardly depends on the gradient's scale, so a gradient off by
+    a constant factor would hide behind equal weights."""
+    names = {p: name for name, p in model.named_parameters()}
+    gradients = {}
+
+    def keep(optimizer, args, kwargs) -> None:
+        gradients.update({f"{names[p]}.grad": p.grad.clone() for group in optimizer.param_groups
+                          for p in group["params"] if p in names and p.grad is not None})
+
+    handle = register_optimizer_step_pre_hook(keep)
+    try:
+        train(model, loader, None, config)
+    finally:
+        handle.remove()
     return {**model.state_dict(), **gradients}
 
 
@@ -150,8 +163,8 @@ def train_each_pattern(rank: int, port: int, folder: str, out: Path) -> None:
             for weighting, settings in WEIGHTINGS.items():
                 model = model_from(folder)
                 loader = distributed.make_loader(frame, model.tokenize, TASKS, batch_size=16)
-                train(model, loader, None, pattern_config(weighting, settings))
-                save_file(weights_and_gradients(model), out / f"{pattern} {weighting} {rank}.safetensors")
+                state = train_keeping_gradients(model, loader, pattern_config(weighting, settings))
+                save_file(state, out / f"{pattern} {weighting} {rank}.safetensors")
     finally:
         distributed.teardown()
 
@@ -167,10 +180,9 @@ def test_steps_on_two_processes_equal_steps_on_the_whole_batches_with_missing_la
         for weighting, settings in WEIGHTINGS.items():
             model = model_from(folder)
             start = model.heads["topic"].weight.detach().clone()
-            train(model, make_loader(frame, model.tokenize, TASKS, batch_size=32), None,
-                  pattern_config(weighting, settings))
+            one_process = train_keeping_gradients(model, make_loader(frame, model.tokenize, TASKS, batch_size=32),
+                                                  pattern_config(weighting, settings))
             assert not torch.equal(start, model.heads["topic"].weight)
-            one_process = weights_and_gradients(model)
             assert len(one_process) > len(model.state_dict())
             for rank in range(2):
                 ddp = load_file(tmp_path / f"{pattern} {weighting} {rank}.safetensors")
