@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from helpers import (
     DEFAULT_MODEL,
@@ -100,9 +101,19 @@ def test_a_model_on_a_half_precision_checkpoint_trains_saves_and_loads_in_float3
     frame = pd.DataFrame({"text": ["the team won", "markets fell", "a new chip", "peace talks"],
                           "topic": ["sports", "business", "sci_tech", "world"],
                           "sentiment": ["positive", "negative", "positive", "positive"]})
-    train(model, make_loader(frame, model.tokenize, batch_size=4), None,
-          TrainConfig(epochs=1, lr=1e-3, warmup_ratio=0.0, device="cpu", precision="fp32"))
-    assert {p.grad.dtype for p in model.parameters() if p.grad is not None} == {torch.float32}
+    gradient_dtypes = set()  # as the optimizer sees them: train releases the gradients when it ends
+
+    def record(optimizer, args, kwargs) -> None:
+        gradient_dtypes.update(p.grad.dtype for group in optimizer.param_groups for p in group["params"]
+                               if p.grad is not None)
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        train(model, make_loader(frame, model.tokenize, batch_size=4), None,
+              TrainConfig(epochs=1, lr=1e-3, warmup_ratio=0.0, device="cpu", precision="fp32"))
+    finally:
+        handle.remove()
+    assert gradient_dtypes == {torch.float32}
     model.save(tmp_path / "model")
     loaded = MultiTaskSentenceTransformer.load(tmp_path / "model")
     assert {p.dtype for p in loaded.parameters()} == {torch.float32}
