@@ -97,6 +97,7 @@ def read_labelled_csv(path: Path, tasks: TaskSpec = None, seed: int = 42
     table = read_table(path)
     spec, line = task_spec(path, table, tasks)
     frame = check_corpus(path, table, spec, require_split=False)
+    frame = frame[[column for column in ("text", "split", *spec) if column in frame.columns]]  # columns not tasks go
     if "split" not in frame.columns:
         val_rows = np.random.default_rng(seed).permutation(len(frame))[:max(1, round(VAL_SHARE * len(frame)))]
         frame.insert(1, "split", "train")
