@@ -32,10 +32,13 @@ class Tokenize:
     max_seq_length: int
     lower_case: bool  # as sentence-transformers does, for a folder that asks for it (``do_lower_case``)
 
+    def prepared(self, texts: list[str]) -> list[str]:
+        """The texts as the tokenizer gets them: lowercased when the model's folder asks for it."""
+        return [text.lower() for text in texts] if self.lower_case else texts
+
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        texts = [text.lower() for text in texts] if self.lower_case else texts
-        return dict(self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_seq_length,
-                                   return_tensors="pt", return_token_type_ids=False))
+        return dict(self.tokenizer(self.prepared(texts), padding=True, truncation=True,
+                                   max_length=self.max_seq_length, return_tensors="pt", return_token_type_ids=False))
 
 
 class SentenceTransformer(HasDevice, nn.Module):
@@ -92,7 +95,7 @@ class SentenceTransformer(HasDevice, nn.Module):
 
     def prepared(self, texts: list[str]) -> list[str]:
         """The texts as the tokenizer gets them: lowercased when the model's folder asks for it."""
-        return [text.lower() for text in texts] if self.do_lower_case else texts
+        return self.tokenize.prepared(texts)
 
     @property
     def tokenize(self) -> Tokenize:

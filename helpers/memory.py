@@ -74,4 +74,3 @@ def return_freed_memory() -> None:
     """
     if GLIBC is not None:
         GLIBC.malloc_trim(0)
-
