@@ -84,6 +84,7 @@ def test_batching_length_groups_skew_the_task_mix_and_per_portion_batches_help_s
     assert (portion["topic: gain 95% low"] < 0).all() and (portion["topic: gain 95% high"] > 0).all()
     random = batching.xs("random", level="batching")
     assert (random["sentiment: gain 95% low"] < 0).all() and (random["sentiment: gain 95% high"] > 0).all()
+    assert (random["seconds"] > batching.xs("length", level="batching")["seconds"]).all()  # padding costs time
 
 
 def test_sharing_the_encoder_costs_sentiment_beyond_noise():
