@@ -13,6 +13,8 @@ import os
 import re
 from pathlib import Path
 
+from .precision import ENVIRONMENT_VARIABLE
+
 PROC = Path("/proc")
 NOTEBOOK_LIMIT_GIB = 1.5  # Binder guarantees 1 GiB and stops at 2 GiB; this keeps room below the 2
 LIMIT_VARIABLE = "NOTEBOOK_MEMORY_LIMIT_GIB"  # overrides the limit for one run, e.g. to see the check fail
@@ -33,6 +35,17 @@ def peak_resident_gib(pid: int) -> float | None:
     if kib is None:
         raise ValueError(f"{PROC / str(pid) / 'status'} has no VmHWM line: is this a Linux /proc?")
     return int(kib.group(1)) / 2**20
+
+
+def machine_description() -> str:
+    """The CPU, its core count and the precision the kernels ran in: the same notebook peaks about a tenth
+    higher on some machines than on others, so a peak is read beside the machine that gave it."""
+    model = "an unnamed CPU"
+    cpuinfo = PROC / "cpuinfo"
+    if cpuinfo.exists():
+        named = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        model = named.group(1).strip() if named else model
+    return f"{model}, {os.cpu_count()} CPUs, {ENVIRONMENT_VARIABLE}={os.environ.get(ENVIRONMENT_VARIABLE, 'auto')}"
 
 
 def notebook_limit_gib() -> float:

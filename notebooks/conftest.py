@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from nbval.plugin import IPyNbFile
 
-from helpers.memory import LIMIT_VARIABLE, notebook_limit_gib, peak_resident_gib
+from helpers.memory import LIMIT_VARIABLE, machine_description, notebook_limit_gib, peak_resident_gib
 
 PEAKS: dict[str, float | None] = {}  # notebook -> its kernel's peak in GiB; None where /proc is absent
 
@@ -42,6 +42,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not PEAKS:
         return
     terminalreporter.section(f"notebook memory: each kernel's peak, limit {notebook_limit_gib():.2f} GiB")
+    terminalreporter.write_line(f"measured on {machine_description()}")
     for name, peak in PEAKS.items():
         shown = "skipped: no /proc on this system to read it from" if peak is None else f"{peak:.2f} GiB"
         terminalreporter.write_line(f"{name}: {shown}")

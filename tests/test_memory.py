@@ -82,6 +82,18 @@ def test_a_notebook_under_the_limit_passes_and_the_summary_gives_its_peak(big_no
     assert run.returncode == 0, run.stdout
     assert "notebook memory: each kernel's peak, limit 1.00 GiB" in run.stdout
     assert "big.ipynb: 0.4" in run.stdout
+    assert f"measured on {memory.machine_description()}" in run.stdout  # the machine beside its peaks
+
+
+def test_the_machine_description_names_the_cpu_its_core_count_and_the_precision(monkeypatch, tmp_path):
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu\n")
+    monkeypatch.setattr(memory, "PROC", tmp_path)
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    monkeypatch.setenv("HELPERS_PRECISION", "fp32")
+    assert memory.machine_description() == "Test CPU 9000, 7 CPUs, HELPERS_PRECISION=fp32"
+    monkeypatch.delenv("HELPERS_PRECISION")
+    (tmp_path / "cpuinfo").unlink()
+    assert memory.machine_description() == "an unnamed CPU, 7 CPUs, HELPERS_PRECISION=auto"
 
 
 @pytest.mark.skipif(memory.GLIBC is None, reason="malloc_trim is glibc's")
