@@ -360,6 +360,7 @@ def train(model: nn.Module, train_loader, val_loader=None, config: TrainConfig |
     set_seed(config.seed + distributed.rank())  # under torchrun, each rank draws its own dropout masks
     device = pick_device(config.device)
     model.to(device).train()
+    return_freed_memory()  # what earlier work freed goes back before this run's own peak, not on top of it
     parallel = distributed.wrap(model, gradual_unfreezing=unfreezing is not None)  # DDP under torchrun
     dtype = training_dtype(config)
     scaler = grad_scaler(device, dtype)

@@ -214,3 +214,19 @@ def test_a_loader_keeps_the_tokenizer_and_not_the_model(tiny_model_dirs):
     gc.collect()
     assert gone() is None
     assert torch.equal(next(iter(loader))["input_ids"], expected)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_every_pass_over_a_loader_first_hands_freed_memory_back(monkeypatch, shuffle):
+    """A loop written by hand calls nothing that releases memory: its loader's passes do, once each, first."""
+    import helpers.data
+
+    events = []
+    monkeypatch.setattr(helpers.data, "return_freed_memory", lambda: events.append("released"))
+    loader = make_loader(portion_frame(40), lambda texts: {"n": torch.tensor(len(texts))}, shuffle=shuffle,
+                         batch_size=16)
+    for _ in range(2):
+        for _ in loader:
+            events.append("batch")
+    assert isinstance(loader, torch.utils.data.DataLoader)
+    assert events == ["released", "batch", "batch", "batch"] * 2
