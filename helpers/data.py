@@ -235,8 +235,8 @@ class LengthGroupedBatches(Sampler[list[int]]):
 class MemoryReleasingLoader(DataLoader):
     """A DataLoader whose every pass starts by handing the memory freed before it back to the system
     (``helpers.memory.return_freed_memory``): a loop written by hand, which calls nothing that does, then
-    starts from what the process holds, not on top of what an earlier loop left scattered. Once a pass, it
-    costs nothing measurable."""
+    starts from what the process holds, not on top of what an earlier loop left scattered. It runs once a
+    pass."""
 
     def __iter__(self) -> Iterator:
         return_freed_memory()
