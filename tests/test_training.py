@@ -172,6 +172,17 @@ def test_training_leaves_no_gradient_behind(model):
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_training_hands_freed_memory_back_before_its_first_step_after_each_and_at_the_end(model, monkeypatch):
+    """Before the first step, what earlier work freed would otherwise sit under the run's own peak."""
+    events = []
+    monkeypatch.setattr(training_module, "return_freed_memory", lambda: events.append("released"))
+    real_step = training_module.train_step
+    monkeypatch.setattr(training_module, "train_step", lambda *args: events.append("step") or real_step(*args))
+    batches = list(make_loader(FRAME, model.tokenize, batch_size=4))  # a list: no loader pass releases anything
+    train(model, batches, None, quick_config(epochs=1))
+    assert events == ["released", "step", "released", "step", "released", "released"]
+
+
 def test_best_checkpoint_saved_to_disk_and_restored(model, monkeypatch, tmp_path):
     states = scripted_evaluations(monkeypatch, [0.9, 0.1, 0.2])
     train(model, *loaders(model), quick_config(epochs=3, checkpoint_dir=tmp_path / "best"))
