@@ -5,7 +5,7 @@ Three ways to cut notebook 04's training split into batches of 32 (helpers.data.
 ``length`` (the project's: random batches of sentences of similar length, little padding), ``random`` (plain
 random batches) and ``portion`` (each batch from one portion, aligned, sentiment only or topic only, in proportion
 to its size, as sentence-transformers trains on several datasets: one dataset per batch). For each, the share of
-topic and sentiment labels per batch, then notebook 04's recipe (the top 3 layers over the cached frozen bottom,
+topic and sentiment labels per batch, then notebook 04's recipe (the top 3 layers over the frozen bottom, cached here,
 one epoch, rates of benchmarks/common.py) trained once per seed from the same start, scored on the same test
 sentences and compared with ``length`` paired, per task, both portions of each task pooled. Float32.
 """

@@ -2,7 +2,7 @@
 
     python benchmarks/sharing.py [--recipe "top 3"] [--epochs 1] [--csv FILE]
 Both start from the pretrained MiniLM with fresh heads (seed 0) and train by the recipe of benchmarks/common.py
-(by default notebook 04's: the top 3 layers over a cache of the frozen bottom): the multi-task model on the whole
+(by default notebook 04's: the top 3 layers over the frozen bottom, cached here): the multi-task model on the whole
 corpus, the single-task model on the sentences that carry a sentiment label, with a sentiment head only. Both are
 scored on the same test sentences; the last lines compare them paired on sentiment, both sentiment portions
 pooled. There is no topic-only model: topic is already in the frozen encoder (heads only, benchmarks/recipes.py).

@@ -1,7 +1,8 @@
 """Compute once what stays frozen: the output of the encoder's frozen bottom, cached per sentence.
 
-Explained in notebook 03; notebook 04 trains with it. With the embeddings and layers 0..k-1 frozen, their
-output for a sentence never changes, yet a plain loop recomputes it at every step of every epoch.
+Explained and timed in notebook 03; the training command uses it (``--freeze bottom:k``). With the embeddings
+and layers 0..k-1 frozen, their output for a sentence never changes, yet a plain loop recomputes it at every
+step of every epoch.
 ``cache_frozen_bottom(model)`` runs the frozen bottom once per sentence, keeps its output (keyed by the
 sentence's token ids), and from then on runs only layers k.. of the backbone. A training step then costs
 about what the trainable layers cost. The frozen layers run as in inference (no dropout) and in float32 (also

@@ -80,10 +80,10 @@ def return_freed_memory() -> None:
     glibc keeps freed blocks for reuse, and the activations of training steps and encoding batches, each of its
     own size, leave them scattered through the heap, so a process stays at the resident size of its busiest
     moment and the next model or run piles on top of it. ``malloc_trim(0)`` returns every free page. ``train``
-    calls it after every step and at the end, every inference pass (``encode``, ``predict``, ``evaluate``) when
-    it finishes. Next to a training step it costs nothing measurable, while it lowers the peak of a training
-    run by about a tenth (notebook 04's kernel: ``benchmarks/notebook_memory.py``). It does nothing where glibc
-    is absent.
+    calls it before its first step, after every step and at the end; every inference pass (``encode``,
+    ``predict``, ``evaluate``) when it finishes; every pass over a ``make_loader`` loader when it starts. Next to
+    a training step it costs nothing measurable, while it lowers the peak of a training run by about a tenth
+    (notebook 04's kernel: ``benchmarks/notebook_memory.py``). It does nothing where glibc is absent.
     """
     if GLIBC is not None:
         GLIBC.malloc_trim(0)
